@@ -1,0 +1,45 @@
+"""notifyq: "notify me when the result is ready" on Redis.
+
+Producers enqueue and return at once; workers run a handler and store the result under a
+key anyone can ``GET``; callers poll it, block on ``Job.wait()``, or are pushed an event.
+This module is the blocking API; ``notifyq.asyncio`` has the same names, awaitable.
+"""
+
+from .client import DEFAULT_WAIT_TIMEOUT, Job, Queue
+from .errors import (
+    CorruptRecord,
+    JobCancelled,
+    JobFailed,
+    JobNotFound,
+    LeaseLost,
+    NotifyQError,
+    PayloadTooLarge,
+    RedisUnavailable,
+    ResultNotReady,
+    ResultTimeout,
+    SerializationError,
+    ValidationError,
+)
+from .worker import ActiveJob, Worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_WAIT_TIMEOUT",
+    "ActiveJob",
+    "CorruptRecord",
+    "Job",
+    "JobCancelled",
+    "JobFailed",
+    "JobNotFound",
+    "LeaseLost",
+    "NotifyQError",
+    "PayloadTooLarge",
+    "Queue",
+    "RedisUnavailable",
+    "ResultNotReady",
+    "ResultTimeout",
+    "SerializationError",
+    "ValidationError",
+    "Worker",
+]

@@ -1,0 +1,190 @@
+"""The blocking API: ``Queue`` and ``Job``. Each method runs one flow from ``ops.py``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+import redis
+
+from . import codec, ops
+from .connection import Backend, shared_backend
+from .errors import JobNotFound
+from .keys import QueueKeys, check_job_id, check_queue_name
+from .waiting import MISSING
+
+DEFAULT_WAIT_TIMEOUT = 60.0  # seconds
+
+
+class Job:
+    """A handle on one job. Cheap to make; every method asks Redis."""
+
+    __slots__ = ("_queue", "id")
+
+    def __init__(self, queue: Queue, job_id: str) -> None:
+        self._queue = queue
+        self.id = job_id
+
+    @property
+    def queue(self) -> str:
+        """The name of the job's queue."""
+        return self._queue.name
+
+    def status(self) -> str:
+        """The job's state: queued, delayed, active, retrying, completed, dead, cancelled."""
+        return self._queue._run(ops.status(self._queue.keys, self.id))
+
+    def result(self) -> Any:
+        """The result if completed. Raises ``JobFailed`` (or ``JobCancelled``) if the job
+        failed for good, ``ResultNotReady`` if it has not finished. Never blocks."""
+        return self._queue._run(ops.result(self._queue.keys, self.id))
+
+    def wait(self, timeout: float | None = DEFAULT_WAIT_TIMEOUT) -> Any:
+        """Block until the job finishes and return its result (``JobFailed`` if it failed).
+
+        Raises ``ResultTimeout`` after ``timeout`` seconds (``None``: wait forever).
+        Race-free: it subscribes before it checks, so a completion cannot slip between.
+        """
+        limit = None if timeout is None else float(timeout)
+        raw = self._queue._backend.hub.wait(self._queue.keys, self.id, limit)  # type: ignore[arg-type]
+        if raw is MISSING:
+            raise JobNotFound(self.queue, self.id)
+        return ops.outcome(raw, self.id)  # type: ignore[arg-type]
+
+    def cancel(self) -> str:
+        """Cancel the job: 'cancelled' if it had not started, 'requested' if it is running
+        (its worker is told at its next lease renewal), else its final state."""
+        return self._queue._run(ops.cancel(self._queue.keys, self.id))
+
+    def progress(self) -> Any:
+        """The last progress value the handler reported (None if none)."""
+        return self._queue._run(ops.progress(self._queue.keys, self.id))
+
+    def info(self) -> dict[str, Any]:
+        """The job record: state, attempts, times, payload, error, progress."""
+        return self._queue._run(ops.info(self._queue.keys, self.id))
+
+    def __repr__(self) -> str:
+        return f"Job({self.queue!r}, {self.id!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Job) and (other.queue, other.id) == (self.queue, self.id)
+
+    def __hash__(self) -> int:
+        return hash((self.queue, self.id))
+
+
+class Queue:
+    """A named queue on a Redis server.
+
+    ``url`` defaults to ``NOTIFYQ_URL``; with neither, an embedded Valkey server is started
+    (see ``notifyq.embedded``). Pass ``client=`` to use a redis-py client you made.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        url: str | None = None,
+        *,
+        client: redis.Redis | None = None,
+        max_payload: int = codec.DEFAULT_MAX_PAYLOAD,
+    ) -> None:
+        self.name = check_queue_name(name)
+        self.keys = QueueKeys(name)
+        self.max_payload = max_payload
+        if client is not None:
+            self._backend = Backend(url or "(client)", client)
+        else:
+            self._backend = shared_backend(url)
+        self.url = self._backend.url
+
+    @property
+    def client(self) -> redis.Redis:
+        return self._backend.client
+
+    def _run(self, flow: ops.Flow[Any]) -> Any:
+        return self._backend.run(flow)
+
+    def enqueue(
+        self,
+        payload: Any,
+        *,
+        job_id: str | None = None,
+        idempotency_key: str | None = None,
+        delay: float | timedelta | None = None,
+        priority: str | None = None,
+        max_attempts: int = ops.DEFAULT_MAX_ATTEMPTS,
+        timeout: float | timedelta | None = None,
+        result_ttl: float | timedelta = ops.DEFAULT_RESULT_TTL,
+    ) -> Job:
+        """Put one job on the queue; durable in Redis when this returns.
+
+        With an ``idempotency_key`` (or a ``job_id``) already used, returns the existing job.
+        """
+        spec = ops.job_spec(
+            payload, job_id=job_id, idempotency_key=idempotency_key, delay=delay,
+            priority=priority, max_attempts=max_attempts, timeout=timeout,
+            result_ttl=result_ttl, max_payload=self.max_payload,
+        )  # fmt: skip
+        [(found, _)] = self._run(ops.enqueue(self.keys, [spec]))
+        return Job(self, found)
+
+    def enqueue_many(
+        self, payloads: Iterable[Any], *, batch_size: int = 1000, **options: Any
+    ) -> list[Job]:
+        """Enqueue many jobs, one round trip per ``batch_size``; ``options`` as ``enqueue``.
+
+        Every payload is validated before anything is written.
+        """
+        specs = [ops.job_spec(p, max_payload=self.max_payload, **options) for p in payloads]
+        jobs: list[Job] = []
+        for start in range(0, len(specs), batch_size):
+            done = self._run(ops.enqueue(self.keys, specs[start : start + batch_size]))
+            jobs += [Job(self, found) for found, _ in done]
+        return jobs
+
+    def job(self, job_id: str) -> Job:
+        """The job with this id; ``JobNotFound`` if there is none."""
+        job = Job(self, check_job_id(job_id))
+        job.status()
+        return job
+
+    def stats(self) -> dict[str, Any]:
+        """Counts: pending (by priority), active, delayed, dead, quarantined, totals."""
+        return self._run(ops.stats(self.keys))
+
+    def dead_letters(self, start: int = 0, count: int = 100) -> list[dict[str, Any]]:
+        """Dead-lettered jobs, newest first, each with its recorded error."""
+        return self._run(ops.dead_letters(self.keys, start, count))
+
+    def requeue(self, job_id: str) -> Job:
+        """Put a dead-lettered job back on the queue with fresh attempts."""
+        if not self._run(ops.requeue(self.keys, job_id)):
+            raise JobNotFound(self.name, job_id)
+        return Job(self, job_id)
+
+    def purge_dead(self) -> int:
+        """Delete every dead-lettered job; returns how many."""
+        return self._run(ops.purge_dead(self.keys))
+
+    def pause(self) -> None:
+        """Stop workers from claiming jobs of this queue; enqueues still succeed."""
+        self._run(ops.pause(self.keys))
+
+    def resume(self) -> None:
+        self._run(ops.resume(self.keys))
+
+    def close(self) -> None:
+        """Close this queue's connections if it owns them (queues on a URL share them)."""
+        if self._backend.url == "(client)":
+            self._backend.close()
+
+    def __enter__(self) -> Queue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Queue({self.name!r})"

@@ -1,0 +1,153 @@
+"""Blocking I/O: open clients, run operation flows, wrap redis-py errors.
+
+This is the only module of the blocking API that talks to Redis (with ``hub.py`` for
+pub/sub); everything it runs is built by ``ops.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from redis.exceptions import NoScriptError, ResponseError
+
+from .errors import CorruptRecord, RedisUnavailable
+from .ops import Command, Flow, Op, ScriptCall
+
+if TYPE_CHECKING:
+    from .hub import WaitHub
+
+T = TypeVar("T")
+
+#: Errors that mean "the server cannot be reached right now".
+UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+def resolve_url(url: str | None) -> str:
+    """The URL to use: the argument, else ``NOTIFYQ_URL``, else the embedded server."""
+    if url:
+        return url
+    env = os.environ.get("NOTIFYQ_URL")
+    if env:
+        return env
+    from . import embedded
+
+    return embedded.ensure_server()
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + netloc))
+
+
+def wrap(exc: Exception, url: str) -> Exception:
+    """The notifyq error for a redis-py error (to ``raise ... from exc``)."""
+    if isinstance(exc, UNAVAILABLE):
+        return RedisUnavailable(redact(url), str(exc) or type(exc).__name__)
+    if isinstance(exc, ResponseError) and str(exc).startswith("WRONGTYPE"):
+        return CorruptRecord(f"a notifyq key holds a value of the wrong type: {exc}")
+    return exc
+
+
+class Backend:
+    """One Redis client and one wait hub, shared by every Queue of a process on one URL."""
+
+    def __init__(self, url: str, client: redis.Redis | None = None) -> None:
+        self.url = url
+        self.client: redis.Redis = client or redis.Redis.from_url(
+            url, socket_keepalive=True, health_check_interval=30
+        )
+        self._hub: WaitHub | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def hub(self) -> WaitHub:
+        with self._lock:
+            if self._hub is None:
+                from .hub import WaitHub
+
+                self._hub = WaitHub(self)
+            return self._hub
+
+    def run(self, flow: Flow[T]) -> T:
+        """Drive a flow: send each operation it yields, hand it the reply."""
+        try:
+            op = next(flow)
+            while True:
+                op = flow.send(self.execute(op))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        except Exception as exc:
+            err = wrap(exc, self.url)
+            if err is exc:
+                raise
+            raise err from exc
+
+    def execute(self, op: Op) -> Any:
+        client = self.client
+        if isinstance(op, Command):
+            return client.execute_command(*op.args)
+        if isinstance(op, ScriptCall):
+            try:
+                return client.execute_command(
+                    "EVALSHA", op.script.sha, len(op.keys), *op.keys, *op.args
+                )
+            except NoScriptError:
+                return client.execute_command(
+                    "EVAL", op.script.source, len(op.keys), *op.keys, *op.args
+                )
+        pipe = client.pipeline(transaction=False)
+        for call in op.calls:
+            pipe.execute_command(*_args(call, sha=True))
+        replies = pipe.execute(raise_on_error=False)
+        for i, reply in enumerate(replies):
+            if isinstance(reply, NoScriptError):  # not run: safe to run again
+                replies[i] = client.execute_command(*_args(op.calls[i], sha=False))
+            elif isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    def close(self) -> None:
+        with self._lock:
+            if self._hub is not None:
+                self._hub.close()
+                self._hub = None
+        self.client.close()
+
+
+def _args(call: Command | ScriptCall, *, sha: bool) -> tuple[Any, ...]:
+    if isinstance(call, Command):
+        return call.args
+    head = ("EVALSHA", call.script.sha) if sha else ("EVAL", call.script.source)
+    return (*head, len(call.keys), *call.keys, *call.args)
+
+
+_shared: dict[str, Backend] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_backend(url: str | None) -> Backend:
+    """The process-wide backend for ``url`` (so all queues share one hub connection)."""
+    resolved = resolve_url(url)
+    with _shared_lock:
+        backend = _shared.get(resolved)
+        if backend is None:
+            backend = _shared[resolved] = Backend(resolved)
+        return backend
+
+
+def close_shared() -> None:
+    """Close every shared backend (tests, and processes that fork)."""
+    with _shared_lock:
+        backends = list(_shared.values())
+        _shared.clear()
+    for backend in backends:
+        backend.close()

@@ -1,0 +1,104 @@
+"""Every error notifyq raises.
+
+Each error also inherits the builtin it is, so ``except ValueError`` keeps working::
+
+    NotifyQError
+    ├── ValidationError (ValueError)          bad argument: queue name, job id, option
+    │   ├── SerializationError (TypeError)    payload or result is not JSON
+    │   └── PayloadTooLarge                   encoded payload or result over the limit
+    ├── JobNotFound (LookupError)             no such job (never existed, or expired)
+    ├── ResultNotReady (LookupError)          Job.result() on a job still queued/running
+    ├── JobFailed                             the job failed for good (dead-lettered)
+    │   └── JobCancelled                      the job was cancelled
+    ├── ResultTimeout (TimeoutError)          Job.wait() ran out of time
+    ├── CorruptRecord (ValueError)            Redis holds something notifyq did not write
+    ├── LeaseLost (RuntimeError)              a worker's lease on its job was taken over
+    └── RedisUnavailable (ConnectionError)    the Redis server cannot be reached
+
+redis-py errors are wrapped with ``raise ... from exc`` so the cause stays visible.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class NotifyQError(Exception):
+    """Root of every notifyq error."""
+
+
+class ValidationError(NotifyQError, ValueError):
+    """An argument is invalid (queue name, job id, option value)."""
+
+
+class SerializationError(ValidationError, TypeError):
+    """A payload or result cannot be encoded as JSON."""
+
+
+class PayloadTooLarge(ValidationError):
+    """An encoded payload or result is larger than the configured limit."""
+
+
+class JobNotFound(NotifyQError, LookupError):
+    """No job with this id exists in the queue (or its record has expired)."""
+
+    def __init__(self, queue: str, job_id: str) -> None:
+        super().__init__(f"job {job_id!r} not found in queue {queue!r}")
+        self.queue = queue
+        self.job_id = job_id
+
+
+class ResultNotReady(NotifyQError, LookupError):
+    """``Job.result()`` was called on a job that has not finished yet."""
+
+    def __init__(self, job_id: str, state: str) -> None:
+        super().__init__(f"job {job_id!r} is {state}; its result is not ready")
+        self.job_id = job_id
+        self.state = state
+
+
+class JobFailed(NotifyQError):
+    """The job failed for good: its attempts are spent and it is dead-lettered.
+
+    ``error`` is the recorded failure: ``{"type", "message", "traceback"}``.
+    """
+
+    def __init__(self, job_id: str, error: dict[str, Any] | None) -> None:
+        self.job_id = job_id
+        self.error = error or {}
+        kind = self.error.get("type", "Error")
+        message = self.error.get("message", "")
+        super().__init__(f"job {job_id!r} failed: {kind}: {message}")
+
+
+class JobCancelled(JobFailed):
+    """The job was cancelled before it completed."""
+
+    def __init__(self, job_id: str, error: dict[str, Any] | None = None) -> None:
+        super().__init__(job_id, error or {"type": "Cancelled", "message": "job was cancelled"})
+
+
+class ResultTimeout(NotifyQError, TimeoutError):
+    """``Job.wait()`` gave up before the job finished. The job itself goes on."""
+
+    def __init__(self, job_id: str, timeout: float) -> None:
+        super().__init__(f"job {job_id!r} did not finish within {timeout:g}s")
+        self.job_id = job_id
+        self.timeout = timeout
+
+
+class CorruptRecord(NotifyQError, ValueError):
+    """A Redis key holds a value notifyq did not write (wrong type or bad JSON)."""
+
+
+class LeaseLost(NotifyQError, RuntimeError):
+    """The worker no longer holds the lease on its job; its result is refused."""
+
+
+class RedisUnavailable(NotifyQError, ConnectionError):
+    """The Redis server at ``url`` cannot be reached."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"Redis unavailable at {url}: {reason}")
+        self.url = url
+        self.reason = reason

@@ -1,0 +1,110 @@
+"""What a worker does with a claimed job, minus the I/O: decide how it ended.
+
+Both workers (threads and asyncio) call these pure functions, so the rules live once:
+a returned value completes the job unless it cannot be stored; an exception is retried
+with backoff while attempts remain; a payload that is not JSON, or a result that cannot be
+encoded, is dead-lettered at once since a retry cannot fix it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import random
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import codec, ops
+from .errors import CorruptRecord, JobCancelled
+
+Handler = Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Worker settings that decide a job's fate."""
+
+    lease: float = 30.0  # seconds a claim holds without renewal
+    timeout: float | None = None  # default per-job limit, seconds (None: no limit)
+    backoff_base: float = 1.0  # first retry delay ceiling, seconds
+    backoff_cap: float = 300.0  # largest retry delay, seconds
+    max_result: int = codec.DEFAULT_MAX_RESULT  # bytes of encoded result
+
+    @property
+    def lease_ms(self) -> int:
+        return max(1, round(self.lease * 1000))
+
+    @property
+    def tick(self) -> float:
+        """How often leases are renewed and housekeeping runs."""
+        return min(self.lease / 3, 1.0)
+
+    def job_timeout(self, claim: ops.Claim) -> float | None:
+        return claim.timeout if claim.timeout is not None else self.timeout
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """How a job ended, as ``settle.lua`` takes it."""
+
+    how: str  # completed | retry | dead | cancelled | release
+    body: str  # result JSON, or error JSON
+    delay_ms: int = 0
+
+
+def decode_payload(claim: ops.Claim) -> Any:
+    return codec.decode(claim.raw_payload, what=f"payload of job {claim.id!r}")
+
+
+def completed(value: Any, policy: Policy) -> Settlement:
+    try:
+        return Settlement("completed", codec.encode(value, limit=policy.max_result, what="result"))
+    except (TypeError, ValueError) as exc:  # SerializationError, PayloadTooLarge
+        return Settlement("dead", error_json(exc, with_traceback=False))
+
+
+def failed(exc: BaseException, claim: ops.Claim, policy: Policy) -> Settlement:
+    if isinstance(exc, JobCancelled):
+        return Settlement("cancelled", error_json(exc, with_traceback=False))
+    if isinstance(exc, CorruptRecord):
+        return Settlement("dead", error_json(exc, with_traceback=False))
+    delay = ops.backoff(claim.attempt, policy.backoff_base, policy.backoff_cap, random.random())
+    return Settlement("retry", error_json(exc), round(delay * 1000))
+
+
+def timed_out(claim: ops.Claim, limit: float, policy: Policy) -> Settlement:
+    return failed(TimeoutError(f"job exceeded its timeout of {limit:g}s"), claim, policy)
+
+
+def cancelled() -> Settlement:
+    return Settlement("cancelled", error_json(JobCancelled("", None), with_traceback=False))
+
+
+def error_json(exc: BaseException, *, with_traceback: bool = True) -> str:
+    record = codec.error_record(exc, with_traceback=with_traceback)
+    if isinstance(exc, JobCancelled):
+        record = {"type": "Cancelled", "message": "job was cancelled while running"}
+    return codec.encode(record, limit=1 << 20, what="error")
+
+
+def takes_job(handler: Handler) -> bool:
+    """Handlers are ``fn(payload, job)``; ``fn(payload)`` is accepted too."""
+    try:
+        params = inspect.signature(handler).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
+    return varargs or len(positional) >= 2
+
+
+def is_async(handler: Handler) -> bool:
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004
+    )
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{ops.new_job_id()[:6]}"

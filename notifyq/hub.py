@@ -1,0 +1,154 @@
+"""The blocking wait hub: one pub/sub connection and one reader thread per process.
+
+Waiting threads register with ``Subscriptions`` and SUBSCRIBE under a lock (so commands
+reach the server in the order they were planned); the reader thread reads confirmations
+and messages, checks result keys when a channel goes live, and wakes the waiters. After a
+lost connection it reconnects with backoff, subscribes again and re-checks every wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from .codec import text
+from .errors import RedisUnavailable, ResultTimeout
+from .keys import QueueKeys
+from .waiting import MISSING, Subscriptions, check
+
+if TYPE_CHECKING:
+    from .connection import Backend
+
+log = logging.getLogger("notifyq.wait")
+
+
+class _Wait:
+    __slots__ = ("done", "job_id", "keys", "value")
+
+    def __init__(self, keys: QueueKeys, job_id: str) -> None:
+        self.keys, self.job_id = keys, job_id
+        self.done = threading.Event()
+        self.value: object = None
+
+    def resolve(self, value: object) -> None:
+        if not self.done.is_set():
+            self.value = value
+            self.done.set()
+
+
+class WaitHub:
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self._subs: Subscriptions[_Wait] = Subscriptions()
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def wait(self, keys: QueueKeys, job_id: str, timeout: float) -> object:
+        """Block until the job's outcome is known: raw outcome bytes, or ``MISSING``."""
+        w = _Wait(keys, job_id)
+        channel = keys.done_channel(job_id)
+        with self._lock:
+            self._start()
+            live = self._subs.add(channel, w)
+            self._flush()
+        try:
+            if live:
+                self._check([w])
+            if not w.done.wait(timeout):
+                raise ResultTimeout(job_id, timeout)
+            if isinstance(w.value, Exception):
+                raise w.value
+            return w.value
+        finally:
+            with self._lock:
+                self._subs.remove(channel, w)
+                self._flush()
+
+    # -- everything below runs under self._lock or in the reader thread
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._connect()
+            self._thread = threading.Thread(target=self._read, name="notifyq-wait", daemon=True)
+            self._thread.start()
+
+    def _connect(self) -> None:
+        pool = self._backend.client.connection_pool
+        kwargs = {**pool.connection_kwargs, "socket_timeout": None, "health_check_interval": 0}
+        conn = pool.connection_class(**kwargs)
+        try:
+            conn.connect()
+        except redis.ConnectionError as exc:
+            raise RedisUnavailable(self._backend.url, str(exc)) from exc
+        self._conn = conn
+
+    def _flush(self) -> None:
+        subscribe, unsubscribe = self._subs.plan()
+        try:
+            if subscribe:
+                self._conn.send_command("SUBSCRIBE", *subscribe)
+            if unsubscribe:
+                self._conn.send_command("UNSUBSCRIBE", *unsubscribe)
+        except (redis.ConnectionError, OSError):
+            pass  # the reader sees the same failure, reconnects and subscribes again
+
+    def _check(self, waits: list[_Wait]) -> None:
+        try:
+            found = self._backend.run(check([(w.keys, w.job_id) for w in waits]))
+        except RedisUnavailable as exc:
+            log.debug("check failed, retried after reconnect: %s", exc)
+            return
+        for w, value in zip(waits, found, strict=True):
+            if value is not None:
+                w.resolve(value)
+
+    def _read(self) -> None:
+        delay = 0.05
+        while not self._closed:
+            try:
+                reply = self._conn.read_response(push_request=True)
+            except (redis.ConnectionError, redis.TimeoutError, OSError, AttributeError):
+                if self._closed:
+                    return
+                with self._lock:
+                    self._subs.reset()
+                while not self._closed:
+                    log.warning("wait hub lost its connection; reconnecting in %.2fs", delay)
+                    time.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    try:
+                        with self._lock:
+                            self._connect()
+                            self._flush()
+                        break
+                    except RedisUnavailable:
+                        continue
+                continue
+            delay = 0.05
+            kind, channel = text(reply[0]), text(reply[1]) or ""
+            if kind == "message":
+                with self._lock:
+                    waits = self._subs.message(channel)
+                for w in waits:
+                    w.resolve(reply[2])
+            elif kind == "subscribe":
+                with self._lock:
+                    waits = self._subs.confirmed(channel)
+                if waits:
+                    self._check(waits)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._conn is not None:
+            self._conn.disconnect()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+
+__all__ = ["MISSING", "WaitHub"]

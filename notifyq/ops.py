@@ -1,0 +1,372 @@
+"""Every queue operation as an I/O-free generator flow.
+
+A flow yields Redis operations and receives their replies; it never touches a socket.
+``notifyq.connection.run`` drives a flow with blocking calls, ``notifyq.asyncio`` with
+awaits, so each operation is written once::
+
+    def status(keys, job_id):
+        state = yield Command("HGET", keys.job(job_id), "state")
+        ...
+
+The operations a flow may yield are ``Command`` (one command), ``ScriptCall`` (EVALSHA
+with an EVAL fallback) and ``Pipeline`` (several, one round trip, replies as a list).
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Generator, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from . import codec, scripts, states
+from .codec import text
+from .errors import (
+    CorruptRecord,
+    JobCancelled,
+    JobFailed,
+    JobNotFound,
+    ResultNotReady,
+    ValidationError,
+)
+from .keys import PRIORITIES, QueueKeys, check_job_id
+
+T = TypeVar("T")
+
+DEFAULT_RESULT_TTL = 24 * 3600  # seconds a result stays readable
+DEFAULT_MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    args: tuple[Any, ...]
+
+    def __init__(self, *args: Any) -> None:
+        object.__setattr__(self, "args", args)
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptCall:
+    script: scripts.Script
+    keys: Sequence[str]
+    args: Sequence[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    calls: Sequence[Command | ScriptCall]
+
+
+Op = Command | ScriptCall | Pipeline
+Flow = Generator[Op, Any, T]
+
+
+# ---------------------------------------------------------------- enqueue
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """A validated, encoded job, ready for ``enqueue.lua``."""
+
+    id: str
+    payload: str
+    priority: str = "normal"
+    delay_ms: int = 0
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    timeout_ms: int = 0
+    result_ttl: int = DEFAULT_RESULT_TTL
+    idempotency_key: str = ""
+
+
+def new_job_id() -> str:
+    """16 URL-safe characters, 96 random bits."""
+    return secrets.token_urlsafe(12)
+
+
+def _seconds(value: float | timedelta | None, name: str, *, allow_zero: bool = True) -> float:
+    if value is None:
+        return 0.0
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValidationError(f"{name} must be a number of seconds, not {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValidationError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, not {value!r}")
+    return float(value)
+
+
+def job_spec(
+    payload: Any,
+    *,
+    job_id: str | None = None,
+    idempotency_key: str | None = None,
+    delay: float | timedelta | None = None,
+    priority: str | None = None,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    timeout: float | timedelta | None = None,
+    result_ttl: float | timedelta = DEFAULT_RESULT_TTL,
+    max_payload: int = codec.DEFAULT_MAX_PAYLOAD,
+) -> JobSpec:
+    """Validate enqueue arguments and encode the payload. Raises before anything is written."""
+    if priority is None:
+        priority = "normal"
+    if priority not in PRIORITIES:
+        raise ValidationError(f"priority must be one of {', '.join(PRIORITIES)}, not {priority!r}")
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise ValidationError(f"max_attempts must be an integer >= 1, not {max_attempts!r}")
+    if idempotency_key is not None and (
+        not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 256
+    ):
+        raise ValidationError("idempotency_key must be a string of 1 to 256 characters")
+    ttl = _seconds(result_ttl, "result_ttl", allow_zero=False)
+    return JobSpec(
+        id=new_job_id() if job_id is None else check_job_id(job_id),
+        payload=codec.encode(payload, limit=max_payload, what="payload"),
+        priority=priority,
+        delay_ms=round(_seconds(delay, "delay") * 1000),
+        max_attempts=max_attempts,
+        timeout_ms=round(_seconds(timeout, "timeout", allow_zero=False) * 1000),
+        result_ttl=max(1, math.ceil(ttl)),
+        idempotency_key=idempotency_key or "",
+    )
+
+
+def enqueue(keys: QueueKeys, specs: Sequence[JobSpec]) -> Flow[list[tuple[str, bool]]]:
+    """Enqueue jobs in one script call; returns ``(job id, created)`` per job.
+
+    ``created`` is False when the idempotency key or the job id was already in use; the id
+    is then the existing job's.
+    """
+    job_keys: list[str] = [keys.base]
+    args: list[Any] = [keys.queue, len(specs)]
+    for s in specs:
+        job_key = keys.job(s.id)
+        job_keys += [job_key, keys.idempotency(s.idempotency_key) if s.idempotency_key else job_key]
+        args += [s.id, s.payload, s.priority, s.delay_ms, s.max_attempts, s.timeout_ms,
+                 s.result_ttl, s.idempotency_key]  # fmt: skip
+    reply = yield ScriptCall(scripts.ENQUEUE, job_keys, args)
+    return [(text(job_id) or "", bool(created)) for job_id, created in reply]
+
+
+# ---------------------------------------------------------------- reading a job
+
+
+def outcome(raw: bytes | str, job_id: str) -> Any:
+    """The value of a finished job from its result key or done message; raises if it failed."""
+    record = codec.decode(raw, what=f"result of job {job_id!r}")
+    if not isinstance(record, dict) or "status" not in record:
+        raise CorruptRecord(f"result of job {job_id!r} is not a notifyq outcome")
+    status = record["status"]
+    if status == states.COMPLETED:
+        return record.get("result")
+    if status == states.CANCELLED:
+        raise JobCancelled(job_id, record.get("error"))
+    raise JobFailed(job_id, record.get("error"))
+
+
+def status(keys: QueueKeys, job_id: str) -> Flow[str]:
+    state = yield Command("HGET", keys.job(job_id), "state")
+    if state is None:
+        raise JobNotFound(keys.queue, job_id)
+    return text(state) or ""
+
+
+def result(keys: QueueKeys, job_id: str) -> Flow[Any]:
+    """Non-blocking: the value, or ``JobFailed``, or ``ResultNotReady``, or ``JobNotFound``."""
+    raw, state = yield Pipeline(
+        [Command("GET", keys.result(job_id)), Command("HGET", keys.job(job_id), "state")]
+    )
+    if raw is not None:
+        return outcome(raw, job_id)
+    if state is None:
+        raise JobNotFound(keys.queue, job_id)
+    raise ResultNotReady(job_id, text(state) or "")
+
+
+def progress(keys: QueueKeys, job_id: str) -> Flow[Any]:
+    value, state = yield Command("HMGET", keys.job(job_id), "progress", "state")
+    if state is None:
+        raise JobNotFound(keys.queue, job_id)
+    return None if value is None else codec.decode(value, what="progress")
+
+
+def info(keys: QueueKeys, job_id: str) -> Flow[dict[str, Any]]:
+    """The job record as a dict (for the CLI and dead-letter listings)."""
+    record = yield Command("HGETALL", keys.job(job_id))
+    if not record:
+        raise JobNotFound(keys.queue, job_id)
+    return _record(job_id, record)
+
+
+def _record(job_id: str, record: dict[Any, Any]) -> dict[str, Any]:
+    fields = {text(k): text(v) for k, v in record.items()}
+    out: dict[str, Any] = {"id": job_id, "state": fields.get("state")}
+    for name in ("attempt", "max_attempts", "enqueued_at", "started_at", "finished_at"):
+        if fields.get(name):
+            out[name] = int(fields[name] or 0)
+    out["priority"] = fields.get("priority")
+    for name in ("payload", "error", "progress"):
+        raw = fields.get(name)
+        if raw:
+            try:
+                out[name] = codec.decode(raw, what=name)
+            except CorruptRecord:
+                out[name] = raw
+    return out
+
+
+def cancel(keys: QueueKeys, job_id: str) -> Flow[str]:
+    """'cancelled', 'requested' (it is running), or the terminal state it already had."""
+    reply = yield ScriptCall(scripts.CANCEL, [keys.base, keys.job(job_id)], [keys.queue, job_id])
+    if reply is None:
+        raise JobNotFound(keys.queue, job_id)
+    return text(reply) or ""
+
+
+# ---------------------------------------------------------------- queue-wide
+
+
+def stats(keys: QueueKeys) -> Flow[dict[str, Any]]:
+    replies = yield Pipeline(
+        [Command("LLEN", k) for k in keys.pending_all()]
+        + [
+            Command("ZCARD", keys.active),
+            Command("ZCARD", keys.delayed),
+            Command("LLEN", keys.dead),
+            Command("LLEN", keys.quarantine),
+            Command("EXISTS", keys.paused),
+            Command("HGETALL", keys.stats),
+        ]
+    )
+    high, normal, low, active, delayed, dead, quarantined, paused, totals = replies
+    return {
+        "queue": keys.queue,
+        "pending": high + normal + low,
+        "pending_by_priority": {"high": high, "normal": normal, "low": low},
+        "active": active,
+        "delayed": delayed,
+        "dead": dead,
+        "quarantined": quarantined,
+        "paused": bool(paused),
+        "totals": {text(k): int(v) for k, v in (totals or {}).items()},
+    }
+
+
+def dead_letters(keys: QueueKeys, start: int = 0, count: int = 100) -> Flow[list[dict[str, Any]]]:
+    """Dead-lettered jobs, newest first, with their recorded error."""
+    ids = yield Command("LRANGE", keys.dead, start, start + count - 1)
+    ids = [text(i) or "" for i in ids]
+    if not ids:
+        return []
+    records = yield Pipeline([Command("HGETALL", keys.job(i)) for i in ids])
+    return [_record(i, r) for i, r in zip(ids, records, strict=True)]
+
+
+def requeue(keys: QueueKeys, job_id: str) -> Flow[bool]:
+    job_id = check_job_id(job_id)
+    done = yield ScriptCall(
+        scripts.REQUEUE, [keys.base, keys.job(job_id), keys.result(job_id)], [job_id]
+    )
+    return bool(done)
+
+
+def purge_dead(keys: QueueKeys, batch: int = 500) -> Flow[int]:
+    total = 0
+    while True:
+        n = yield ScriptCall(scripts.PURGE_DEAD, [keys.base], [batch])
+        total += int(n)
+        if n < batch:
+            return total
+
+
+def pause(keys: QueueKeys) -> Flow[None]:
+    yield Command("SET", keys.paused, "1")
+
+
+def resume(keys: QueueKeys) -> Flow[None]:
+    yield Pipeline([Command("DEL", keys.paused), Command("LPUSH", keys.wake, "1")])
+
+
+# ---------------------------------------------------------------- worker side
+
+
+@dataclass(slots=True)
+class Claim:
+    """A job a worker has claimed, with the lease token that fences its writes."""
+
+    queue: str
+    id: str
+    token: str
+    attempt: int
+    max_attempts: int
+    timeout: float | None  # seconds; None: the worker's default
+    raw_payload: str
+    priority: str
+
+
+def claim(keys: QueueKeys, worker_id: str, n: int, lease_ms: int) -> Flow[list[Claim]]:
+    reply = yield ScriptCall(scripts.CLAIM, [keys.base], [worker_id, n, lease_ms])
+    out = []
+    for i in range(0, len(reply), 7):
+        job_id, token, attempt, max_attempts, timeout_ms, payload, priority = reply[i : i + 7]
+        timeout_ms = int(timeout_ms or 0)
+        out.append(
+            Claim(
+                queue=keys.queue,
+                id=text(job_id) or "",
+                token=str(token),
+                attempt=int(attempt),
+                max_attempts=int(max_attempts or 1),
+                timeout=timeout_ms / 1000 if timeout_ms else None,
+                raw_payload=text(payload) or "",
+                priority=text(priority) or "normal",
+            )
+        )
+    return out
+
+
+def maintain(keys: QueueKeys, limit: int = 1000) -> Flow[tuple[int, int, int]]:
+    """Promote due delayed jobs and take back lapsed leases: (promoted, requeued, dead)."""
+    promoted, requeued, buried = yield ScriptCall(
+        scripts.MAINTAIN, [keys.base], [keys.queue, limit]
+    )
+    return int(promoted), int(requeued), int(buried)
+
+
+def renew(keys: QueueKeys, held: Iterable[tuple[str, str]], lease_ms: int) -> Flow[dict[str, str]]:
+    """Extend leases; returns ``{job id: 'ok' | 'cancel' | 'lost'}``."""
+    held = list(held)
+    args: list[Any] = [lease_ms]
+    for job_id, token in held:
+        args += [job_id, token]
+    reply = yield ScriptCall(scripts.RENEW, [keys.base], args)
+    return {job_id: text(r) or "" for (job_id, _), r in zip(held, reply, strict=True)}
+
+
+def settle(claim: Claim, how: str, body: str, retry_delay_ms: int = 0) -> Flow[str]:
+    """Record how a job ended: 'completed', 'retry', 'dead', 'cancelled' or 'release'.
+
+    Returns the new state, or 'stale' if this worker's lease was taken over (fencing).
+    """
+    keys = QueueKeys(claim.queue)
+    reply = yield ScriptCall(
+        scripts.SETTLE, [keys.base], [claim.queue, claim.id, claim.token, how, body, retry_delay_ms]
+    )
+    return text(reply) or ""
+
+
+def set_progress(claim: Claim, value: str) -> Flow[bool]:
+    keys = QueueKeys(claim.queue)
+    ok = yield ScriptCall(scripts.PROGRESS, [keys.job(claim.id)], [claim.token, value])
+    return bool(ok)
+
+
+def backoff(attempt: int, base: float, cap: float, rand: float) -> float:
+    """Seconds before retry ``attempt`` (1-based): exponential, capped, half jittered.
+
+    ``rand`` in [0, 1) is passed in so the function stays pure and testable.
+    """
+    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
+    return ceiling / 2 + ceiling / 2 * rand

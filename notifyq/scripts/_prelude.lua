@@ -1,0 +1,48 @@
+-- Shared helpers, prepended to every notifyq script. Times are the server's clock (ms),
+-- so leases and delays never depend on the clocks of the machines running workers.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local PRIORITY = {high = 1, normal = 2, low = 3}
+
+-- The terminal outcome of a job: the value of its result key and of its done message.
+-- Ids and queue names are validated to [A-Za-z0-9._:-], so they need no JSON escaping.
+local function outcome(queue, id, status, attempt, now, field, json)
+  return '{"v":1,"queue":"' .. queue .. '","id":"' .. id .. '","status":"' .. status ..
+    '","attempt":' .. attempt .. ',"finished_at":' .. now .. ',"' .. field .. '":' .. json .. '}'
+end
+
+-- Write a job's terminal state in one step: result key, job record, expiry, counter and
+-- the done message. Nothing observes one without the others.
+local function finish(base, queue, id, status, field, json, now)
+  local job = base .. 'job:' .. id
+  local attempt, ttl, idem = unpack(redis.call('HMGET', job, 'attempt', 'result_ttl', 'idem'))
+  ttl = tonumber(ttl) or 86400
+  local value = outcome(queue, id, status, attempt or 0, now, field, json)
+  redis.call('SET', base .. 'result:' .. id, value, 'EX', ttl)
+  redis.call('HSET', job, 'state', status, 'finished_at', now)
+  redis.call('ZREM', base .. 'active', id)
+  if status ~= 'dead' then
+    -- dead letters stay inspectable until requeued or purged
+    redis.call('EXPIRE', job, ttl)
+  end
+  if idem and idem ~= '' then
+    redis.call('EXPIRE', base .. 'idem:' .. idem, ttl)
+  end
+  redis.call('HINCRBY', base .. 'stats', status, 1)
+  redis.call('PUBLISH', base .. 'done:' .. id, value)
+  return value
+end
+
+local function dead(base, queue, id, error_json, now)
+  redis.call('LPUSH', base .. 'dead', id)
+  return finish(base, queue, id, 'dead', 'error', error_json, now)
+end
+
+local function wake(base)
+  if redis.call('LLEN', base .. 'wake') == 0 then
+    redis.call('LPUSH', base .. 'wake', '1')
+  end
+end

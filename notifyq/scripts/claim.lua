@@ -1,0 +1,43 @@
+-- Claim up to N jobs: move each id from a pending list (high, normal, low) into the active
+-- set with a lease deadline, and give it a new fencing token.
+-- KEYS[1] queue base; ARGV[1] worker id, ARGV[2] max jobs, ARGV[3] lease ms
+-- Returns a flat list, 7 values per job:
+--   id, lease token, attempt, max_attempts, timeout_ms, payload, priority
+local base, worker, n, lease_ms = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+if redis.call('EXISTS', base .. 'paused') == 1 then return {} end
+local now = now_ms()
+local out = {}
+local lists = {base .. 'pending:high', base .. 'pending:normal', base .. 'pending:low'}
+local li = 1
+while #out < n * 7 and li <= 3 do
+  local id = redis.call('RPOP', lists[li])
+  if not id then
+    li = li + 1
+  else
+    local job = base .. 'job:' .. id
+    if redis.call('TYPE', job).ok ~= 'hash' or redis.call('HEXISTS', job, 'payload') == 0 then
+      -- not a notifyq job record: set it aside instead of failing every claim
+      redis.call('LPUSH', base .. 'quarantine', id)
+    elseif redis.call('HGET', job, 'state') == 'queued' then
+      local token = redis.call('HINCRBY', job, 'lease', 1)
+      local attempt = redis.call('HINCRBY', job, 'attempt', 1)
+      redis.call('HSET', job, 'state', 'active', 'worker', worker, 'started_at', now)
+      redis.call('ZADD', base .. 'active', now + lease_ms, id)
+      local max_attempts, timeout_ms, payload, priority = unpack(redis.call('HMGET', job,
+        'max_attempts', 'timeout_ms', 'payload', 'priority'))
+      out[#out + 1] = id
+      out[#out + 1] = token
+      out[#out + 1] = attempt
+      out[#out + 1] = max_attempts
+      out[#out + 1] = timeout_ms
+      out[#out + 1] = payload
+      out[#out + 1] = priority
+    end
+  end
+end
+-- more work left: pass the wake-up on to another idle worker
+if #out > 0 and redis.call('LLEN', lists[1]) + redis.call('LLEN', lists[2]) +
+    redis.call('LLEN', lists[3]) > 0 then
+  wake(base)
+end
+return out

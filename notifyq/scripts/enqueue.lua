@@ -1,0 +1,46 @@
+-- Enqueue a batch of jobs.
+-- KEYS[1] queue base "nq:{q}:", then for each job: KEYS[2i] job hash, KEYS[2i+1] idem key
+--   (the job hash again when the job has none)
+-- ARGV[1] queue name, ARGV[2] job count, then 8 values per job:
+--   id, payload, priority, delay_ms, max_attempts, timeout_ms, result_ttl_s, idem key or ''
+-- Returns per job: {id, 1 if created / 0 if it already existed}
+local base, queue, n = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local now = now_ms()
+local out = {}
+local pushed = false
+for i = 0, n - 1 do
+  local job, idem_key = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
+  local a = 3 + 8 * i
+  local id, payload, priority, delay = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  local idem = ARGV[a + 7]
+  local existing = false
+  if idem ~= '' then
+    local found = redis.call('GET', idem_key)
+    if found then
+      out[#out + 1] = {found, 0}
+      existing = true
+    end
+  end
+  if not existing and redis.call('EXISTS', job) == 1 then
+    out[#out + 1] = {id, 0}
+    existing = true
+  end
+  if not existing then
+    local state = 'queued'
+    if delay > 0 then state = 'delayed' end
+    redis.call('HSET', job, 'payload', payload, 'state', state, 'priority', priority,
+      'attempt', 0, 'max_attempts', ARGV[a + 4], 'timeout_ms', ARGV[a + 5],
+      'result_ttl', ARGV[a + 6], 'enqueued_at', now, 'lease', 0, 'idem', idem)
+    if idem ~= '' then redis.call('SET', idem_key, id) end
+    if delay > 0 then
+      redis.call('ZADD', base .. 'delayed', now + delay, id)
+    else
+      redis.call('LPUSH', base .. 'pending:' .. priority, id)
+      pushed = true
+    end
+    redis.call('HINCRBY', base .. 'stats', 'enqueued', 1)
+    out[#out + 1] = {id, 1}
+  end
+end
+if pushed then wake(base) end
+return out

@@ -1,0 +1,14 @@
+-- Put a dead-lettered job back on its queue with fresh attempts.
+-- KEYS[1] queue base, KEYS[2] job hash, KEYS[3] result key; ARGV[1] job id.
+-- Returns 1, or 0 when the job is not in the dead-letter list.
+local base, job, id = KEYS[1], KEYS[2], ARGV[1]
+if redis.call('LREM', base .. 'dead', 1, id) == 0 then return 0 end
+local priority = redis.call('HGET', job, 'priority') or 'normal'
+redis.call('HSET', job, 'state', 'queued', 'attempt', 0, 'worker', '')
+redis.call('HDEL', job, 'error', 'finished_at', 'cancel', 'progress')
+redis.call('PERSIST', job)
+redis.call('DEL', KEYS[3])
+redis.call('LPUSH', base .. 'pending:' .. priority, id)
+redis.call('HINCRBY', base .. 'stats', 'requeued', 1)
+wake(base)
+return 1

@@ -1,0 +1,111 @@
+"""Many waits on one pub/sub connection: the bookkeeping, with no I/O.
+
+``wait()`` must never miss a completion, so it goes: subscribe to the job's done channel,
+wait for the server to confirm, check the result key, then wait for the message. With
+thousands of waits in one process, all share one connection: this class tracks which
+channels are wanted, which SUBSCRIBEs are still unconfirmed, and which waits to check
+when a channel goes live. The blocking hub (a thread) and the asyncio hub (a task) drive
+it; both re-check every wait after a reconnect, since a message may have been missed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Generic, TypeVar
+
+from .keys import QueueKeys
+from .ops import Command, Flow, Pipeline
+
+W = TypeVar("W")
+
+#: Check result meaning "no such job": the record is gone (expired or never existed).
+MISSING = object()
+
+
+class Subscriptions(Generic[W]):
+    def __init__(self) -> None:
+        self._waits: dict[str, list[W]] = {}
+        self._sent: set[str] = set()  # SUBSCRIBE sent, no UNSUBSCRIBE since
+        self._acks_due: dict[str, int] = {}  # SUBSCRIBE confirmations still to come
+        self._dirty: set[str] = set()  # channels whose wanted/sent state may differ
+
+    def add(self, channel: str, wait: W) -> bool:
+        """Register a wait. True if the channel is live, so the caller should check now;
+        otherwise it is checked when the confirmation arrives (``confirmed``)."""
+        waits = self._waits.setdefault(channel, [])
+        waits.append(wait)
+        if len(waits) == 1:
+            self._dirty.add(channel)
+        return channel in self._sent and channel not in self._acks_due
+
+    def remove(self, channel: str, wait: W) -> None:
+        waits = self._waits.get(channel)
+        if waits is None:
+            return
+        try:
+            waits.remove(wait)
+        except ValueError:
+            return
+        if not waits:
+            del self._waits[channel]
+            self._dirty.add(channel)
+
+    def plan(self) -> tuple[list[str], list[str]]:
+        """What to send now: (channels to SUBSCRIBE, channels to UNSUBSCRIBE).
+
+        The caller must send them in this call's order, before calling ``plan`` again.
+        """
+        subscribe, unsubscribe = [], []
+        for channel in self._dirty:
+            wanted, sent = channel in self._waits, channel in self._sent
+            if wanted and not sent:
+                subscribe.append(channel)
+                self._sent.add(channel)
+                self._acks_due[channel] = self._acks_due.get(channel, 0) + 1
+            elif sent and not wanted:
+                unsubscribe.append(channel)
+                self._sent.discard(channel)
+        self._dirty.clear()
+        return subscribe, unsubscribe
+
+    def confirmed(self, channel: str) -> list[W]:
+        """A SUBSCRIBE confirmation arrived. Returns the waits to check: those registered
+        when the channel went live (none while another SUBSCRIBE is still unconfirmed)."""
+        due = self._acks_due.get(channel, 0) - 1
+        if due > 0:
+            self._acks_due[channel] = due
+            return []
+        self._acks_due.pop(channel, None)
+        if channel not in self._sent:
+            return []
+        return list(self._waits.get(channel, ()))
+
+    def message(self, channel: str) -> list[W]:
+        """A message arrived on ``channel``: the waits it resolves."""
+        return list(self._waits.get(channel, ()))
+
+    def reset(self) -> None:
+        """The connection was lost: nothing is subscribed; every wanted channel is redone."""
+        self._sent.clear()
+        self._acks_due.clear()
+        self._dirty = set(self._waits)
+
+    @property
+    def channels(self) -> Iterable[str]:
+        return self._waits.keys()
+
+    def __len__(self) -> int:
+        return sum(len(w) for w in self._waits.values())
+
+
+def check(targets: list[tuple[QueueKeys, str]]) -> Flow[list[object]]:
+    """Read the outcome of each (queue keys, job id): raw result, ``MISSING`` or None."""
+    calls: list[Command] = []
+    for keys, job_id in targets:
+        calls += [Command("GET", keys.result(job_id)), Command("EXISTS", keys.job(job_id))]
+    replies = yield Pipeline(calls)
+    out: list[object] = []
+    for i in range(0, len(replies), 2):
+        raw, exists = replies[i], replies[i + 1]
+        out.append(raw if raw is not None else (None if exists else MISSING))
+    return out

@@ -1,0 +1,362 @@
+"""The blocking worker: a claim loop, a pool of handler threads and a heartbeat thread.
+
+* The claim loop takes as many jobs as it has free threads, in one script call per queue,
+  and blocks on the queues' wake lists (BLPOP) when there is nothing to take.
+* Each handler thread runs one job and settles it (result, retry or dead letter).
+* The heartbeat renews the leases of running jobs, tells handlers about cancellation and
+  lost leases, fails jobs past their timeout, and runs queue housekeeping.
+
+SIGTERM/SIGINT (when ``run`` is called from the main thread): stop claiming, give running
+jobs ``grace`` seconds to finish, then hand the rest back to their queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue as stdlib_queue
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+import redis
+
+from . import codec, ops
+from .client import Queue
+from .connection import Backend, shared_backend
+from .errors import JobCancelled, NotifyQError, RedisUnavailable
+from .execution import (
+    Handler,
+    Policy,
+    Settlement,
+    completed,
+    decode_payload,
+    failed,
+    is_async,
+    takes_job,
+    timed_out,
+    worker_id,
+)
+from .execution import cancelled as cancelled_settlement
+from .keys import QueueKeys, check_queue_name
+
+log = logging.getLogger("notifyq.worker")
+
+
+class ActiveJob:
+    """The job as its handler sees it: payload, attempt, progress, cancellation."""
+
+    def __init__(self, claim: ops.Claim, payload: Any, backend: Backend) -> None:
+        self.id, self.queue = claim.id, claim.queue
+        self.attempt, self.max_attempts = claim.attempt, claim.max_attempts
+        self.payload = payload
+        self._claim, self._backend = claim, backend
+        self._cancel = threading.Event()
+
+    def set_progress(self, value: Any) -> bool:
+        """Record progress (any JSON value); False if this worker lost the job's lease."""
+        body = codec.encode(value, limit=64 * 1024, what="progress")
+        return self._backend.run(ops.set_progress(self._claim, body))
+
+    @property
+    def cancelled(self) -> bool:
+        """True once cancellation was requested, the lease was lost or the timeout passed."""
+        return self._cancel.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self._cancel.is_set():
+            raise JobCancelled(self.id)
+
+
+class _Run:
+    """A job in flight: its claim, handler-facing job, and who settles it."""
+
+    def __init__(self, claim: ops.Claim, job: ActiveJob | None, policy: Policy) -> None:
+        self.claim, self.job = claim, job
+        limit = policy.job_timeout(claim)
+        self.limit = limit
+        self.deadline = None if limit is None else time.monotonic() + limit
+        self.lease_until = time.monotonic() + policy.lease
+        self.cancel_requested = False
+        self._settled = False
+        self._lock = threading.Lock()
+
+    def take_settlement(self) -> bool:
+        """True for the first caller only: the handler thread or the heartbeat settles."""
+        with self._lock:
+            if self._settled:
+                return False
+            self._settled = True
+            return True
+
+
+class Worker:
+    """Runs ``handler(payload, job)`` for jobs of ``queues`` in ``concurrency`` threads."""
+
+    def __init__(
+        self,
+        queues: str | Queue | Sequence[str | Queue],
+        handler: Handler,
+        *,
+        concurrency: int = 4,
+        url: str | None = None,
+        client: redis.Redis | None = None,
+        lease: float = 30.0,
+        timeout: float | None = None,
+        grace: float = 30.0,
+        backoff: tuple[float, float] = (1.0, 300.0),
+        max_result: int = codec.DEFAULT_MAX_RESULT,
+        name: str | None = None,
+    ) -> None:
+        if isinstance(queues, str | Queue):
+            queues = [queues]
+        names = [q.name if isinstance(q, Queue) else check_queue_name(q) for q in queues]
+        if not names:
+            raise ValueError("a worker needs at least one queue")
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        if isinstance(queues[0], Queue) and client is None and url is None:
+            self._backend = queues[0]._backend
+        else:
+            self._backend = Backend(url or "(client)", client) if client else shared_backend(url)
+        self.keys = [QueueKeys(n) for n in names]
+        self.handler = handler
+        self.concurrency = concurrency
+        self.policy = Policy(lease, timeout, backoff[0], backoff[1], max_result)
+        self.grace = grace
+        self.id = name or worker_id()
+        self.processed = 0
+        self._takes_job, self._is_async = takes_job(handler), is_async(handler)
+        self._running: dict[tuple[str, str], _Run] = {}
+        self._changed = threading.Condition()
+        self._work: stdlib_queue.SimpleQueue[_Run | None] = stdlib_queue.SimpleQueue()
+        self._stop = threading.Event()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def run(self, *, burst: bool = False) -> None:
+        """Work until ``stop()`` or a signal; with ``burst``, until no job is left to do."""
+        self._stop.clear()
+        threads = [
+            threading.Thread(target=self._thread_main, name=f"notifyq-job-{i}", daemon=True)
+            for i in range(self.concurrency)
+        ]
+        threads.append(threading.Thread(target=self._heartbeat, name="notifyq-hb", daemon=True))
+        for t in threads:
+            t.start()
+        log.info("worker %s started on %s", self.id, ", ".join(k.queue for k in self.keys))
+        with self._signals():
+            try:
+                self._claim_loop(burst)
+            finally:
+                self._stop.set()
+                self._shutdown()
+                for _ in range(self.concurrency):
+                    self._work.put(None)
+        log.info("worker %s stopped after %d jobs", self.id, self.processed)
+
+    def stop(self) -> None:
+        """Stop claiming; running jobs get the grace period. Safe from any thread."""
+        self._stop.set()
+        with self._changed:
+            self._changed.notify_all()
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handle(signum: int, frame: FrameType | None) -> None:
+            log.info("worker %s: signal %d, shutting down", self.id, signum)
+            self.stop()
+
+        previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    # ------------------------------------------------------------ claiming
+
+    def _claim_loop(self, burst: bool) -> None:
+        outage = 0.0
+        while not self._stop.is_set():
+            try:
+                free = self.concurrency - len(self._running)
+                if free <= 0:
+                    with self._changed:
+                        if len(self._running) >= self.concurrency and not self._stop.is_set():
+                            self._changed.wait(self.policy.tick)
+                    continue
+                if self._claim(free):
+                    continue
+                if burst and not self._running and self._drained():
+                    return
+                wake = [k.wake for k in self.keys]
+                self._backend.run(_blpop(wake, 0.1 if burst else self.policy.tick))
+                outage = 0.0
+            except RedisUnavailable as exc:
+                outage = min(max(outage * 2, 0.1), 5.0)
+                log.warning("%s; retrying in %.1fs", exc, outage)
+                self._stop.wait(outage)
+
+    def _claim(self, free: int) -> int:
+        got = 0
+        for keys in self.keys:
+            if got >= free:
+                break
+            claims = self._backend.run(ops.claim(keys, self.id, free - got, self.policy.lease_ms))
+            for claim in claims:
+                self._start(claim)
+            got += len(claims)
+        return got
+
+    def _drained(self) -> bool:
+        for keys in self.keys:
+            s = self._backend.run(ops.stats(keys))
+            if not s["paused"] and (s["pending"] or s["delayed"]):
+                return False
+        return True
+
+    def _start(self, claim: ops.Claim) -> None:
+        try:
+            payload = decode_payload(claim)
+            job = ActiveJob(claim, payload, self._backend)
+        except NotifyQError as exc:
+            run = _Run(claim, None, self.policy)
+            with self._changed:
+                self._running[(claim.queue, claim.id)] = run
+            self._finish(run, failed(exc, claim, self.policy))
+            return
+        run = _Run(claim, job, self.policy)
+        with self._changed:
+            self._running[(claim.queue, claim.id)] = run
+        self._work.put(run)
+
+    # ------------------------------------------------------------ running
+
+    def _thread_main(self) -> None:
+        loop: asyncio.AbstractEventLoop | None = None
+        while (run := self._work.get()) is not None:
+            assert run.job is not None
+            try:
+                args = (run.job.payload, run.job) if self._takes_job else (run.job.payload,)
+                if self._is_async:
+                    loop = loop or asyncio.new_event_loop()
+                    value = loop.run_until_complete(self.handler(*args))
+                else:
+                    value = self.handler(*args)
+                outcome = completed(value, self.policy)
+            except Exception as exc:
+                if run.cancel_requested:
+                    outcome = cancelled_settlement()
+                else:
+                    outcome = failed(exc, run.claim, self.policy)
+            self._finish(run, outcome)
+        if loop is not None:
+            loop.close()
+
+    def _finish(self, run: _Run, outcome: Settlement) -> None:
+        try:
+            if run.take_settlement():
+                self._settle(run, outcome)
+        finally:
+            with self._changed:
+                self._running.pop((run.claim.queue, run.claim.id), None)
+                self.processed += 1
+                self._changed.notify_all()
+
+    def _settle(self, run: _Run, outcome: Settlement) -> None:
+        """Store the outcome; on an outage retry while the lease may still hold."""
+        delay = 0.05
+        while True:
+            try:
+                state = self._backend.run(
+                    ops.settle(run.claim, outcome.how, outcome.body, outcome.delay_ms)
+                )
+                break
+            except RedisUnavailable as exc:
+                if time.monotonic() > run.lease_until:
+                    log.error("job %s: could not store its outcome: %s", run.claim.id, exc)
+                    return
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        if state == "stale":
+            log.warning(
+                "job %s: lease lost (another worker took it over); %s outcome dropped",
+                run.claim.id,
+                outcome.how,
+            )
+        elif state in ("retrying", "dead"):
+            log.info("job %s attempt %d failed: now %s", run.claim.id, run.claim.attempt, state)
+
+    # ------------------------------------------------------------ heartbeat
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.policy.tick) or self._running:
+            try:
+                self._beat()
+            except RedisUnavailable as exc:
+                log.warning("heartbeat: %s", exc)
+            except Exception:
+                log.exception("heartbeat failed")
+            if self._stop.is_set() and not self._running:
+                return
+
+    def _beat(self) -> None:
+        now = time.monotonic()
+        with self._changed:
+            runs = list(self._running.values())
+        for run in runs:
+            if run.deadline is not None and now > run.deadline and run.take_settlement():
+                assert run.limit is not None
+                if run.job:
+                    run.job._cancel.set()
+                self._settle(run, timed_out(run.claim, run.limit, self.policy))
+        for keys in self.keys:
+            held = [r for r in runs if r.claim.queue == keys.queue]
+            if held:
+                leases = self._backend.run(
+                    ops.renew(
+                        keys, [(r.claim.id, r.claim.token) for r in held], self.policy.lease_ms
+                    )
+                )
+                for r in held:
+                    verdict = leases.get(r.claim.id)
+                    if verdict in ("ok", "cancel"):
+                        r.lease_until = now + self.policy.lease
+                    if verdict in ("cancel", "lost") and r.job and not r.job.cancelled:
+                        r.cancel_requested = verdict == "cancel"
+                        r.job._cancel.set()
+            if not self._stop.is_set():
+                self._backend.run(ops.maintain(keys))
+
+    def _shutdown(self) -> None:
+        """Let running jobs finish within the grace period, then release the rest."""
+        deadline = time.monotonic() + self.grace
+        with self._changed:
+            while self._running and time.monotonic() < deadline:
+                self._changed.wait(deadline - time.monotonic())
+            left = list(self._running.values())
+            self._running.clear()
+        for run in left:
+            if run.take_settlement():
+                if run.job:
+                    run.job._cancel.set()
+                try:
+                    self._settle(run, Settlement("release", ""))
+                    log.info("job %s released back to its queue", run.claim.id)
+                except NotifyQError as exc:
+                    log.error(
+                        "job %s: release failed (%s); its lease will lapse", run.claim.id, exc
+                    )
+
+
+def _blpop(keys: list[str], timeout: float) -> ops.Flow[None]:
+    yield ops.Command("BLPOP", *keys, timeout)
