@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
@@ -17,19 +17,38 @@ from .waiting import MISSING
 DEFAULT_WAIT_TIMEOUT = 60.0  # seconds
 
 
-class Job:
-    """A handle on one job. Cheap to make; every method asks Redis."""
+T = TypeVar("T")
+
+
+class JobBase:
+    """What both Job flavours share: identity. Methods that ask Redis live in each flavour."""
 
     __slots__ = ("_queue", "id")
 
-    def __init__(self, queue: Queue, job_id: str) -> None:
+    def __init__(self, queue: Any, job_id: str) -> None:
         self._queue = queue
         self.id = job_id
 
     @property
     def queue(self) -> str:
         """The name of the job's queue."""
-        return self._queue.name
+        return self._queue.name  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"Job({self.queue!r}, {self.id!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JobBase) and (other.queue, other.id) == (self.queue, self.id)
+
+    def __hash__(self) -> int:
+        return hash((self.queue, self.id))
+
+
+class Job(JobBase):
+    """A handle on one job. Cheap to make; every method asks Redis."""
+
+    __slots__ = ()
+    _queue: Queue
 
     def status(self) -> str:
         """The job's state: queued, delayed, active, retrying, completed, dead, cancelled."""
@@ -65,17 +84,28 @@ class Job:
         """The job record: state, attempts, times, payload, error, progress."""
         return self._queue._run(ops.info(self._queue.keys, self.id))
 
+
+class QueueBase:
+    """What both Queue flavours share: the name, its keys, argument checks."""
+
+    def __init__(self, name: str, max_payload: int) -> None:
+        self.name = check_queue_name(name)
+        self.keys = QueueKeys(name)
+        self.max_payload = max_payload
+
+    def _spec(self, payload: Any, **options: Any) -> ops.JobSpec:
+        return ops.job_spec(payload, max_payload=self.max_payload, **options)
+
+    def _batches(self, payloads: Iterable[Any], size: int, options: Any) -> list[list[ops.JobSpec]]:
+        """Validate every payload first (nothing is written if one is bad), then batch."""
+        specs = [self._spec(p, **options) for p in payloads]
+        return [specs[i : i + size] for i in range(0, len(specs), size)]
+
     def __repr__(self) -> str:
-        return f"Job({self.queue!r}, {self.id!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Job) and (other.queue, other.id) == (self.queue, self.id)
-
-    def __hash__(self) -> int:
-        return hash((self.queue, self.id))
+        return f"Queue({self.name!r})"
 
 
-class Queue:
+class Queue(QueueBase):
     """A named queue on a Redis server.
 
     ``url`` defaults to ``NOTIFYQ_URL``; with neither, an embedded Valkey server is started
@@ -90,9 +120,7 @@ class Queue:
         client: redis.Redis | None = None,
         max_payload: int = codec.DEFAULT_MAX_PAYLOAD,
     ) -> None:
-        self.name = check_queue_name(name)
-        self.keys = QueueKeys(name)
-        self.max_payload = max_payload
+        super().__init__(name, max_payload)
         if client is not None:
             self._backend = Backend(url or "(client)", client)
         else:
@@ -103,7 +131,7 @@ class Queue:
     def client(self) -> redis.Redis:
         return self._backend.client
 
-    def _run(self, flow: ops.Flow[Any]) -> Any:
+    def _run(self, flow: ops.Flow[T]) -> T:
         return self._backend.run(flow)
 
     def enqueue(
@@ -122,10 +150,9 @@ class Queue:
 
         With an ``idempotency_key`` (or a ``job_id``) already used, returns the existing job.
         """
-        spec = ops.job_spec(
+        spec = self._spec(
             payload, job_id=job_id, idempotency_key=idempotency_key, delay=delay,
-            priority=priority, max_attempts=max_attempts, timeout=timeout,
-            result_ttl=result_ttl, max_payload=self.max_payload,
+            priority=priority, max_attempts=max_attempts, timeout=timeout, result_ttl=result_ttl,
         )  # fmt: skip
         [(found, _)] = self._run(ops.enqueue(self.keys, [spec]))
         return Job(self, found)
@@ -137,11 +164,9 @@ class Queue:
 
         Every payload is validated before anything is written.
         """
-        specs = [ops.job_spec(p, max_payload=self.max_payload, **options) for p in payloads]
         jobs: list[Job] = []
-        for start in range(0, len(specs), batch_size):
-            done = self._run(ops.enqueue(self.keys, specs[start : start + batch_size]))
-            jobs += [Job(self, found) for found, _ in done]
+        for batch in self._batches(payloads, batch_size, options):
+            jobs += [Job(self, found) for found, _ in self._run(ops.enqueue(self.keys, batch))]
         return jobs
 
     def job(self, job_id: str) -> Job:
@@ -185,6 +210,3 @@ class Queue:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        return f"Queue({self.name!r})"

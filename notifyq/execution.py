@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import codec, ops
-from .errors import CorruptRecord, JobCancelled
+from .errors import CorruptRecord, JobCancelled, ValidationError
+from .keys import QueueKeys, check_queue_name
 
 Handler = Callable[..., Any]
 
@@ -108,3 +109,43 @@ def is_async(handler: Handler) -> bool:
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{ops.new_job_id()[:6]}"
+
+
+class WorkerBase:
+    """Settings both workers share; the loops (threads or tasks) live in each flavour."""
+
+    def __init__(
+        self,
+        queues: Any,
+        handler: Handler,
+        *,
+        concurrency: int = 4,
+        lease: float = 30.0,
+        timeout: float | None = None,
+        grace: float = 30.0,
+        backoff: tuple[float, float] = (1.0, 300.0),
+        max_result: int = codec.DEFAULT_MAX_RESULT,
+        name: str | None = None,
+    ) -> None:
+        if isinstance(queues, str) or hasattr(queues, "keys"):
+            queues = [queues]
+        names = [q if isinstance(q, str) else q.name for q in queues]
+        if not names:
+            raise ValidationError("a worker needs at least one queue")
+        if not callable(handler):
+            raise ValidationError(f"handler must be callable, not {handler!r}")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValidationError(f"concurrency must be an integer >= 1, not {concurrency!r}")
+        if not lease > 0 or not grace >= 0 or (timeout is not None and not timeout > 0):
+            raise ValidationError("lease and timeout must be > 0 and grace >= 0 seconds")
+        self.keys = [QueueKeys(check_queue_name(n)) for n in names]
+        self.handler = handler
+        self.concurrency = concurrency
+        self.policy = Policy(lease, timeout, backoff[0], backoff[1], max_result)
+        self.grace = grace
+        self.id = name or worker_id()
+        self.processed = 0
+        self._takes_job, self._is_async = takes_job(handler), is_async(handler)
+
+    def _args(self, job: Any) -> tuple[Any, ...]:
+        return (job.payload, job) if self._takes_job else (job.payload,)

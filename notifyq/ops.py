@@ -369,4 +369,4 @@ def backoff(attempt: int, base: float, cap: float, rand: float) -> float:
     ``rand`` in [0, 1) is passed in so the function stays pure and testable.
     """
     ceiling = min(cap, base * 2 ** max(0, attempt - 1))
-    return ceiling / 2 + ceiling / 2 * rand
+    return float(ceiling / 2 + ceiling / 2 * rand)

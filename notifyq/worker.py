@@ -33,16 +33,13 @@ from .execution import (
     Handler,
     Policy,
     Settlement,
+    WorkerBase,
     completed,
     decode_payload,
     failed,
-    is_async,
-    takes_job,
     timed_out,
-    worker_id,
 )
 from .execution import cancelled as cancelled_settlement
-from .keys import QueueKeys, check_queue_name
 
 log = logging.getLogger("notifyq.worker")
 
@@ -94,43 +91,33 @@ class _Run:
             return True
 
 
-class Worker:
-    """Runs ``handler(payload, job)`` for jobs of ``queues`` in ``concurrency`` threads."""
+class Worker(WorkerBase):
+    """Runs ``handler(payload, job)`` for jobs of ``queues`` in ``concurrency`` threads.
+
+    ``lease``: seconds a claim holds unless renewed (renewed every ``min(lease/3, 1s)``);
+    ``timeout``: default per-job limit; ``grace``: seconds running jobs get at shutdown;
+    ``backoff``: (base, cap) seconds of the retry delay; ``url``/``client`` as ``Queue``.
+    """
 
     def __init__(
         self,
         queues: str | Queue | Sequence[str | Queue],
         handler: Handler,
         *,
-        concurrency: int = 4,
         url: str | None = None,
         client: redis.Redis | None = None,
-        lease: float = 30.0,
-        timeout: float | None = None,
-        grace: float = 30.0,
-        backoff: tuple[float, float] = (1.0, 300.0),
-        max_result: int = codec.DEFAULT_MAX_RESULT,
-        name: str | None = None,
+        **settings: Any,
     ) -> None:
-        if isinstance(queues, str | Queue):
-            queues = [queues]
-        names = [q.name if isinstance(q, Queue) else check_queue_name(q) for q in queues]
-        if not names:
-            raise ValueError("a worker needs at least one queue")
-        if concurrency < 1:
-            raise ValueError("concurrency must be >= 1")
-        if isinstance(queues[0], Queue) and client is None and url is None:
-            self._backend = queues[0]._backend
+        super().__init__(queues, handler, **settings)
+        first = (
+            queues[0] if isinstance(queues, Sequence) and not isinstance(queues, str) else queues
+        )
+        if client is not None:
+            self._backend = Backend(url or "(client)", client)
+        elif url is None and isinstance(first, Queue):
+            self._backend = first._backend
         else:
-            self._backend = Backend(url or "(client)", client) if client else shared_backend(url)
-        self.keys = [QueueKeys(n) for n in names]
-        self.handler = handler
-        self.concurrency = concurrency
-        self.policy = Policy(lease, timeout, backoff[0], backoff[1], max_result)
-        self.grace = grace
-        self.id = name or worker_id()
-        self.processed = 0
-        self._takes_job, self._is_async = takes_job(handler), is_async(handler)
+            self._backend = shared_backend(url)
         self._running: dict[tuple[str, str], _Run] = {}
         self._changed = threading.Condition()
         self._work: stdlib_queue.SimpleQueue[_Run | None] = stdlib_queue.SimpleQueue()
@@ -246,7 +233,7 @@ class Worker:
         while (run := self._work.get()) is not None:
             assert run.job is not None
             try:
-                args = (run.job.payload, run.job) if self._takes_job else (run.job.payload,)
+                args = self._args(run.job)
                 if self._is_async:
                     loop = loop or asyncio.new_event_loop()
                     value = loop.run_until_complete(self.handler(*args))

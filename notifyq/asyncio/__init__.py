@@ -1,0 +1,41 @@
+"""notifyq for asyncio: ``Queue``, ``Job`` and ``Worker`` with the names of ``notifyq``,
+awaitable. Both share one core (``notifyq.ops`` and the Lua scripts); this package only
+moves bytes with ``redis.asyncio``."""
+
+from ..client import DEFAULT_WAIT_TIMEOUT
+from ..errors import (
+    CorruptRecord,
+    JobCancelled,
+    JobFailed,
+    JobNotFound,
+    LeaseLost,
+    NotifyQError,
+    PayloadTooLarge,
+    RedisUnavailable,
+    ResultNotReady,
+    ResultTimeout,
+    SerializationError,
+    ValidationError,
+)
+from .client import Job, Queue
+from .worker import ActiveJob, Worker
+
+__all__ = [
+    "DEFAULT_WAIT_TIMEOUT",
+    "ActiveJob",
+    "CorruptRecord",
+    "Job",
+    "JobCancelled",
+    "JobFailed",
+    "JobNotFound",
+    "LeaseLost",
+    "NotifyQError",
+    "PayloadTooLarge",
+    "Queue",
+    "RedisUnavailable",
+    "ResultNotReady",
+    "ResultTimeout",
+    "SerializationError",
+    "ValidationError",
+    "Worker",
+]

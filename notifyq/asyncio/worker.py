@@ -1,0 +1,297 @@
+"""The asyncio worker: each job a task, one heartbeat task, one claim loop.
+
+The same rules as the blocking worker (``notifyq.worker``), with what tasks add: a job
+past its timeout, cancelled by a caller, or whose lease is lost is really stopped (its
+task is cancelled). Plain (non-async) handlers run in a thread so they cannot block the
+loop. SIGTERM/SIGINT stop it gracefully when ``run`` is awaited in the main thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from .. import codec, ops
+from ..errors import JobCancelled, NotifyQError, RedisUnavailable
+from ..execution import (
+    Handler,
+    Settlement,
+    WorkerBase,
+    cancelled,
+    completed,
+    decode_payload,
+    failed,
+    timed_out,
+)
+from .client import Queue
+from .connection import Backend, shared_backend
+
+log = logging.getLogger("notifyq.worker")
+
+
+class ActiveJob:
+    """The job as its handler sees it: payload, attempt, progress, cancellation."""
+
+    def __init__(self, claim: ops.Claim, payload: Any, backend: Backend) -> None:
+        self.id, self.queue = claim.id, claim.queue
+        self.attempt, self.max_attempts = claim.attempt, claim.max_attempts
+        self.payload = payload
+        self._claim, self._backend = claim, backend
+        self._cancel = threading.Event()  # also read by plain handlers in threads
+
+    async def set_progress(self, value: Any) -> bool:
+        """Record progress (any JSON value); False if this worker lost the job's lease."""
+        body = codec.encode(value, limit=64 * 1024, what="progress")
+        return await self._backend.run(ops.set_progress(self._claim, body))
+
+    @property
+    def cancelled(self) -> bool:
+        """True once cancellation was requested, the lease was lost or the timeout passed."""
+        return self._cancel.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self._cancel.is_set():
+            raise JobCancelled(self.id)
+
+
+class _Run:
+    __slots__ = ("claim", "job", "lease_until", "limit", "stop_reason", "task")
+
+    def __init__(self, claim: ops.Claim, job: ActiveJob | None, lease: float, limit: float | None):
+        self.claim, self.job, self.limit = claim, job, limit
+        self.lease_until = time.monotonic() + lease
+        self.stop_reason: str | None = None  # cancel | lost | release
+        self.task: asyncio.Task[None] | None = None
+
+    def stop(self, reason: str) -> None:
+        if self.stop_reason is None and self.task is not None:
+            self.stop_reason = reason
+            if self.job:
+                self.job._cancel.set()
+            self.task.cancel()
+
+
+class Worker(WorkerBase):
+    """Runs ``handler(payload, job)`` for jobs of ``queues`` as up to ``concurrency`` tasks.
+
+    Settings as ``notifyq.Worker``: ``lease``, ``timeout``, ``grace``, ``backoff``,
+    ``max_result``, ``name``; ``url``/``client`` as ``notifyq.asyncio.Queue``.
+    """
+
+    def __init__(
+        self,
+        queues: str | Queue | Sequence[str | Queue],
+        handler: Handler,
+        *,
+        url: str | None = None,
+        client: aioredis.Redis | None = None,
+        **settings: Any,
+    ) -> None:
+        super().__init__(queues, handler, **settings)
+        first = queues if isinstance(queues, str | Queue) else queues[0]
+        self._url = url
+        self._backend_given: Backend | None = Backend(url or "(client)", client) if client else None
+        if self._backend_given is None and url is None and isinstance(first, Queue):
+            self._backend_given = first._own
+            self._url = first._url
+        self._running: dict[tuple[str, str], _Run] = {}
+        self._stop = asyncio.Event()
+        self._freed = asyncio.Event()
+
+    async def run(self, *, burst: bool = False) -> None:
+        """Work until ``stop()`` or a signal; with ``burst``, until no job is left to do."""
+        self._backend = self._backend_given or shared_backend(self._url)
+        self._stop.clear()
+        loop = asyncio.get_running_loop()
+        signals = threading.current_thread() is threading.main_thread()
+        if signals:
+            for s in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(s, self.stop)
+        heartbeat = asyncio.create_task(self._heartbeat(), name="notifyq-heartbeat")
+        log.info("worker %s started on %s", self.id, ", ".join(k.queue for k in self.keys))
+        try:
+            await self._claim_loop(burst)
+        finally:
+            self._stop.set()
+            await self._shutdown()
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+            if signals:
+                for s in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(s)
+        log.info("worker %s stopped after %d jobs", self.id, self.processed)
+
+    def stop(self) -> None:
+        """Stop claiming; running jobs get the grace period."""
+        self._stop.set()
+        self._freed.set()
+
+    # ------------------------------------------------------------ claiming
+
+    async def _claim_loop(self, burst: bool) -> None:
+        outage = 0.0
+        while not self._stop.is_set():
+            try:
+                free = self.concurrency - len(self._running)
+                if free <= 0:
+                    self._freed.clear()
+                    await self._freed.wait()
+                    continue
+                if await self._claim(free):
+                    continue
+                if burst and not self._running and await self._drained():
+                    return
+                wake = [k.wake for k in self.keys]
+                timeout = 0.1 if burst else self.policy.tick
+                await self._backend.execute(ops.Command("BLPOP", *wake, timeout))
+                outage = 0.0
+            except (RedisUnavailable, *UNAVAILABLE) as exc:
+                outage = min(max(outage * 2, 0.1), 5.0)
+                log.warning("%s; retrying in %.1fs", exc, outage)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), outage)
+
+    async def _claim(self, free: int) -> int:
+        got = 0
+        for keys in self.keys:
+            if got >= free:
+                break
+            claims = await self._backend.run(
+                ops.claim(keys, self.id, free - got, self.policy.lease_ms)
+            )
+            for claim in claims:
+                self._start(claim)
+            got += len(claims)
+        return got
+
+    async def _drained(self) -> bool:
+        for keys in self.keys:
+            s = await self._backend.run(ops.stats(keys))
+            if not s["paused"] and (s["pending"] or s["delayed"]):
+                return False
+        return True
+
+    def _start(self, claim: ops.Claim) -> None:
+        try:
+            job: ActiveJob | None = ActiveJob(claim, decode_payload(claim), self._backend)
+        except NotifyQError as exc:
+            job, bad = None, exc
+        run = _Run(claim, job, self.policy.lease, self.policy.job_timeout(claim))
+        self._running[(claim.queue, claim.id)] = run
+        coro = self._execute(run) if job else self._finish(run, failed(bad, claim, self.policy))
+        run.task = asyncio.create_task(coro, name=f"notifyq-job-{claim.id}")
+
+    # ------------------------------------------------------------ running
+
+    async def _execute(self, run: _Run) -> None:
+        assert run.job is not None
+        args = self._args(run.job)
+        try:
+            async with asyncio.timeout(run.limit) as scope:
+                if self._is_async:
+                    value = await self.handler(*args)
+                else:
+                    value = await asyncio.to_thread(self.handler, *args)
+            outcome = completed(value, self.policy)
+        except asyncio.CancelledError:
+            reason = run.stop_reason
+            if reason is None:
+                raise  # cancelled from outside the worker: the loop is going away
+            if reason == "lost":
+                outcome = None
+            else:
+                outcome = cancelled() if reason == "cancel" else Settlement("release", "")
+        except TimeoutError as exc:
+            if scope.expired() and run.limit is not None:
+                outcome = timed_out(run.claim, run.limit, self.policy)
+            else:
+                outcome = failed(exc, run.claim, self.policy)
+        except Exception as exc:
+            outcome = failed(exc, run.claim, self.policy)
+        await self._finish(run, outcome)
+
+    async def _finish(self, run: _Run, outcome: Settlement | None) -> None:
+        try:
+            if outcome is not None:
+                await self._settle(run, outcome)
+            else:
+                log.warning("job %s: lease lost; handler stopped, outcome dropped", run.claim.id)
+        finally:
+            self._running.pop((run.claim.queue, run.claim.id), None)
+            self.processed += 1
+            self._freed.set()
+
+    async def _settle(self, run: _Run, outcome: Settlement) -> None:
+        delay = 0.05
+        while True:
+            try:
+                state = await self._backend.run(
+                    ops.settle(run.claim, outcome.how, outcome.body, outcome.delay_ms)
+                )
+                break
+            except RedisUnavailable as exc:
+                if time.monotonic() > run.lease_until:
+                    log.error("job %s: could not store its outcome: %s", run.claim.id, exc)
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        if state == "stale":
+            log.warning(
+                "job %s: lease lost (another worker took it over); %s outcome dropped",
+                run.claim.id,
+                outcome.how,
+            )
+        elif state in ("retrying", "dead"):
+            log.info("job %s attempt %d failed: now %s", run.claim.id, run.claim.attempt, state)
+
+    # ------------------------------------------------------------ heartbeat
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.policy.tick)
+            try:
+                await self._beat()
+            except RedisUnavailable as exc:
+                log.warning("heartbeat: %s", exc)
+            except Exception:
+                log.exception("heartbeat failed")
+
+    async def _beat(self) -> None:
+        now = time.monotonic()
+        runs = list(self._running.values())
+        for keys in self.keys:
+            held = [r for r in runs if r.claim.queue == keys.queue and r.stop_reason is None]
+            if held:
+                pairs = [(r.claim.id, r.claim.token) for r in held]
+                leases = await self._backend.run(ops.renew(keys, pairs, self.policy.lease_ms))
+                for r in held:
+                    verdict = leases.get(r.claim.id)
+                    if verdict in ("ok", "cancel"):
+                        r.lease_until = now + self.policy.lease
+                    if verdict == "cancel":
+                        r.stop("cancel")
+                    elif verdict == "lost":
+                        r.stop("lost")
+            if not self._stop.is_set():
+                await self._backend.run(ops.maintain(keys))
+
+    async def _shutdown(self) -> None:
+        """Let running jobs finish within the grace period, then release the rest."""
+        tasks = [r.task for r in self._running.values() if r.task]
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.grace)
+        for run in list(self._running.values()):
+            run.stop("release")
+        tasks = [r.task for r in self._running.values() if r.task]
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+UNAVAILABLE = (ConnectionError, OSError)
