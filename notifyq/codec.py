@@ -23,8 +23,10 @@ def encode(value: Any, *, limit: int, what: str = "payload") -> str:
         text = _encoder.encode(value)
     except (TypeError, ValueError) as exc:
         raise SerializationError(f"{what} is not JSON-serialisable: {exc}") from exc
-    if len(text) > limit and len(text.encode()) > limit:
-        raise PayloadTooLarge(f"{what} is {len(text.encode())} bytes encoded; the limit is {limit}")
+    # a character is 1 to 4 bytes: count bytes only when the length alone cannot decide
+    if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
+        size = len(text.encode())
+        raise PayloadTooLarge(f"{what} is {size} bytes encoded; the limit is {limit}")
     return text
 
 

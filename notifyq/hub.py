@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("notifyq.wait")
 
+#: CLIENT SETNAME of the pub/sub connection, so operators can spot it in CLIENT LIST.
+HUB_CLIENT_NAME = "notifyq-wait"
+
 
 class _Wait:
     __slots__ = ("done", "job_id", "keys", "value")
@@ -81,6 +84,7 @@ class WaitHub:
     def _connect(self) -> None:
         pool = self._backend.client.connection_pool
         kwargs = {**pool.connection_kwargs, "socket_timeout": None, "health_check_interval": 0}
+        kwargs["client_name"] = HUB_CLIENT_NAME
         conn = pool.connection_class(**kwargs)
         try:
             conn.connect()

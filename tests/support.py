@@ -1,0 +1,31 @@
+"""Helpers shared by the tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import notifyq
+
+
+@contextmanager
+def running(worker: notifyq.Worker) -> Iterator[notifyq.Worker]:
+    """Run a blocking worker in a thread for the duration of the block."""
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "worker did not stop"
+
+
+def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll a condition that has no event to await (state in another process or server)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
