@@ -121,10 +121,10 @@ class Queue(QueueBase):
         max_payload: int = codec.DEFAULT_MAX_PAYLOAD,
     ) -> None:
         super().__init__(name, max_payload)
-        if client is not None:
-            self._backend = Backend(url or "(client)", client)
-        else:
-            self._backend = shared_backend(url)
+        self._shared = client is None
+        self._backend = (
+            shared_backend(url) if client is None else Backend(url or "(client)", client)
+        )
         self.url = self._backend.url
 
     @property
@@ -186,7 +186,7 @@ class Queue(QueueBase):
     def requeue(self, job_id: str) -> Job:
         """Put a dead-lettered job back on the queue with fresh attempts."""
         if not self._run(ops.requeue(self.keys, job_id)):
-            raise JobNotFound(self.name, job_id)
+            raise JobNotFound(self.name, job_id, where="the dead letters of")
         return Job(self, job_id)
 
     def purge_dead(self) -> int:
@@ -201,8 +201,9 @@ class Queue(QueueBase):
         self._run(ops.resume(self.keys))
 
     def close(self) -> None:
-        """Close this queue's connections if it owns them (queues on a URL share them)."""
-        if self._backend.url == "(client)":
+        """With ``client=``: close the wait hub made for it (the client stays yours).
+        Queues on a URL share the process's connections: ``notifyq.connection.close_shared()``."""
+        if not self._shared:
             self._backend.close()
 
     def __enter__(self) -> Queue:

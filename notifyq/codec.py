@@ -12,6 +12,7 @@ from .errors import CorruptRecord, PayloadTooLarge, SerializationError
 DEFAULT_MAX_PAYLOAD = 512 * 1024  # bytes, encoded
 DEFAULT_MAX_RESULT = 512 * 1024
 MAX_TRACEBACK = 8 * 1024
+MAX_MESSAGE = 4 * 1024
 
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _decoder = json.JSONDecoder()
@@ -41,7 +42,13 @@ def decode(raw: bytes | str, *, what: str = "value") -> Any:
 
 def error_record(exc: BaseException, *, with_traceback: bool = True) -> dict[str, Any]:
     """How a failure is stored: type, message and (truncated) traceback."""
-    record: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
+    try:
+        message = str(exc)
+    except Exception:  # a broken __str__ must not lose the failure
+        message = f"<unprintable {type(exc).__name__}>"
+    if len(message) > MAX_MESSAGE:
+        message = message[:MAX_MESSAGE] + "…"
+    record: dict[str, Any] = {"type": type(exc).__name__, "message": message}
     if with_traceback:
         tb = "".join(traceback.format_exception(exc))
         if len(tb) > MAX_TRACEBACK:

@@ -48,6 +48,13 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=user + netloc))
 
 
+def tcp_options(url: str) -> dict[str, object]:
+    """Keepalive and health checks for TCP URLs (unix sockets take neither)."""
+    if urlsplit(url).scheme in ("redis", "rediss"):
+        return {"socket_keepalive": True, "health_check_interval": 30}
+    return {}
+
+
 def wrap(exc: Exception, url: str) -> Exception:
     """The notifyq error for a redis-py error (to ``raise ... from exc``)."""
     if isinstance(exc, UNAVAILABLE):
@@ -62,9 +69,8 @@ class Backend:
 
     def __init__(self, url: str, client: redis.Redis | None = None) -> None:
         self.url = url
-        self.client: redis.Redis = client or redis.Redis.from_url(
-            url, socket_keepalive=True, health_check_interval=30
-        )
+        self.owns_client = client is None
+        self.client: redis.Redis = client or redis.Redis.from_url(url, **tcp_options(url))
         self._hub: WaitHub | None = None
         self._lock = threading.Lock()
 
@@ -120,7 +126,8 @@ class Backend:
             if self._hub is not None:
                 self._hub.close()
                 self._hub = None
-        self.client.close()
+        if self.owns_client:  # a client you passed in stays yours to close
+            self.client.close()
 
 
 def _args(call: Command | ScriptCall, *, sha: bool) -> tuple[Any, ...]:

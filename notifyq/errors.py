@@ -12,7 +12,6 @@ Each error also inherits the builtin it is, so ``except ValueError`` keeps worki
     │   └── JobCancelled                      the job was cancelled
     ├── ResultTimeout (TimeoutError)          Job.wait() ran out of time
     ├── CorruptRecord (ValueError)            Redis holds something notifyq did not write
-    ├── LeaseLost (RuntimeError)              a worker's lease on its job was taken over
     └── RedisUnavailable (ConnectionError)    the Redis server cannot be reached
 
 redis-py errors are wrapped with ``raise ... from exc`` so the cause stays visible.
@@ -42,8 +41,8 @@ class PayloadTooLarge(ValidationError):
 class JobNotFound(NotifyQError, LookupError):
     """No job with this id exists in the queue (or its record has expired)."""
 
-    def __init__(self, queue: str, job_id: str) -> None:
-        super().__init__(f"job {job_id!r} not found in queue {queue!r}")
+    def __init__(self, queue: str, job_id: str, where: str = "") -> None:
+        super().__init__(f"job {job_id!r} not found in {where or 'queue'} {queue!r}")
         self.queue = queue
         self.job_id = job_id
 
@@ -89,10 +88,6 @@ class ResultTimeout(NotifyQError, TimeoutError):
 
 class CorruptRecord(NotifyQError, ValueError):
     """A Redis key holds a value notifyq did not write (wrong type or bad JSON)."""
-
-
-class LeaseLost(NotifyQError, RuntimeError):
-    """The worker no longer holds the lease on its job; its result is refused."""
 
 
 class RedisUnavailable(NotifyQError, ConnectionError):

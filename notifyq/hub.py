@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from .codec import text
+from .connection import redact
 from .errors import RedisUnavailable, ResultTimeout
 from .keys import QueueKeys
 from .waiting import MISSING, Subscriptions, check
@@ -27,6 +28,8 @@ log = logging.getLogger("notifyq.wait")
 
 #: CLIENT SETNAME of the pub/sub connection, so operators can spot it in CLIENT LIST.
 HUB_CLIENT_NAME = "notifyq-wait"
+#: Seconds before a failed result check is tried again.
+RECHECK_DELAY = 0.2
 
 
 class _Wait:
@@ -89,7 +92,7 @@ class WaitHub:
         try:
             conn.connect()
         except redis.ConnectionError as exc:
-            raise RedisUnavailable(self._backend.url, str(exc)) from exc
+            raise RedisUnavailable(redact(self._backend.url), str(exc)) from exc
         self._conn = conn
 
     def _flush(self) -> None:
@@ -106,7 +109,11 @@ class WaitHub:
         try:
             found = self._backend.run(check([(w.keys, w.job_id) for w in waits]))
         except RedisUnavailable as exc:
-            log.debug("check failed, retried after reconnect: %s", exc)
+            log.debug("check failed, retrying: %s", exc)
+            if not self._closed:  # the pub/sub connection may be fine: check again soon
+                retry = threading.Timer(RECHECK_DELAY, self._check, [waits])
+                retry.daemon = True
+                retry.start()
             return
         for w, value in zip(waits, found, strict=True):
             if value is not None:

@@ -256,6 +256,8 @@ def stats(keys: QueueKeys) -> Flow[dict[str, Any]]:
 
 def dead_letters(keys: QueueKeys, start: int = 0, count: int = 100) -> Flow[list[dict[str, Any]]]:
     """Dead-lettered jobs, newest first, with their recorded error."""
+    if count <= 0:
+        return []
     ids = yield Command("LRANGE", keys.dead, start, start + count - 1)
     ids = [text(i) or "" for i in ids]
     if not ids:
@@ -286,7 +288,8 @@ def pause(keys: QueueKeys) -> Flow[None]:
 
 
 def resume(keys: QueueKeys) -> Flow[None]:
-    yield Pipeline([Command("DEL", keys.paused), Command("LPUSH", keys.wake, "1")])
+    wake = [Command("LPUSH", keys.wake, "1"), Command("LTRIM", keys.wake, 0, 0)]
+    yield Pipeline([Command("DEL", keys.paused), *wake])
 
 
 # ---------------------------------------------------------------- worker side
@@ -335,14 +338,13 @@ def maintain(keys: QueueKeys, limit: int = 1000) -> Flow[tuple[int, int, int]]:
     return int(promoted), int(requeued), int(buried)
 
 
-def renew(keys: QueueKeys, held: Iterable[tuple[str, str]], lease_ms: int) -> Flow[dict[str, str]]:
-    """Extend leases; returns ``{job id: 'ok' | 'cancel' | 'lost'}``."""
-    held = list(held)
+def renew(keys: QueueKeys, held: Iterable[tuple[str, str]], lease_ms: int) -> Flow[list[str]]:
+    """Extend leases of (job id, token) pairs; per pair 'ok', 'cancel' or 'lost', in order."""
     args: list[Any] = [lease_ms]
     for job_id, token in held:
         args += [job_id, token]
     reply = yield ScriptCall(scripts.RENEW, [keys.base], args)
-    return {job_id: text(r) or "" for (job_id, _), r in zip(held, reply, strict=True)}
+    return [text(r) or "" for r in reply]
 
 
 def settle(claim: Claim, how: str, body: str, retry_delay_ms: int = 0) -> Flow[str]:

@@ -34,7 +34,7 @@ TRANSITIONS: Final[dict[tuple[str | None, str], str]] = {
     (ACTIVE, "lease_lapsed"): QUEUED,  # maintain.lua, attempts left
     (ACTIVE, "lease_lapsed_final"): DEAD,  # maintain.lua, attempts spent
     (ACTIVE, "release"): QUEUED,  # settle.lua, graceful shutdown
-    (ACTIVE, "cancel"): CANCELLED,  # settle.lua, the worker stopped it
+    (ACTIVE, "cancel"): CANCELLED,  # settle.lua (the worker stopped it), maintain.lua (lost)
     (QUEUED, "cancel"): CANCELLED,  # cancel.lua
     (DELAYED, "cancel"): CANCELLED,  # cancel.lua
     (RETRYING, "cancel"): CANCELLED,  # cancel.lua

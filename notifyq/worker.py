@@ -118,7 +118,7 @@ class Worker(WorkerBase):
             self._backend = first._backend
         else:
             self._backend = shared_backend(url)
-        self._running: dict[tuple[str, str], _Run] = {}
+        self._running: dict[tuple[str, str, str], _Run] = {}  # (queue, job id, lease token)
         self._changed = threading.Condition()
         self._work: stdlib_queue.SimpleQueue[_Run | None] = stdlib_queue.SimpleQueue()
         self._stop = threading.Event()
@@ -218,12 +218,12 @@ class Worker(WorkerBase):
         except NotifyQError as exc:
             run = _Run(claim, None, self.policy)
             with self._changed:
-                self._running[(claim.queue, claim.id)] = run
+                self._running[(claim.queue, claim.id, claim.token)] = run
             self._finish(run, failed(exc, claim, self.policy))
             return
         run = _Run(claim, job, self.policy)
         with self._changed:
-            self._running[(claim.queue, claim.id)] = run
+            self._running[(claim.queue, claim.id, claim.token)] = run
         self._work.put(run)
 
     # ------------------------------------------------------------ running
@@ -245,7 +245,10 @@ class Worker(WorkerBase):
                     outcome = cancelled_settlement()
                 else:
                     outcome = failed(exc, run.claim, self.policy)
-            self._finish(run, outcome)
+            try:
+                self._finish(run, outcome)
+            except Exception:
+                log.exception("job %s: could not settle; its lease will lapse", run.claim.id)
         if loop is not None:
             loop.close()
 
@@ -255,7 +258,7 @@ class Worker(WorkerBase):
                 self._settle(run, outcome)
         finally:
             with self._changed:
-                self._running.pop((run.claim.queue, run.claim.id), None)
+                self._running.pop((run.claim.queue, run.claim.id, run.claim.token), None)
                 self.processed += 1
                 self._changed.notify_all()
 
@@ -286,15 +289,18 @@ class Worker(WorkerBase):
     # ------------------------------------------------------------ heartbeat
 
     def _heartbeat(self) -> None:
-        while not self._stop.wait(self.policy.tick) or self._running:
+        """Beat every tick until stopped with nothing left running (grace period included)."""
+        while not (self._stop.is_set() and not self._running):
+            if self._stop.is_set():
+                time.sleep(self.policy.tick)  # stopping: keep renewing what still runs
+            else:
+                self._stop.wait(self.policy.tick)
             try:
                 self._beat()
             except RedisUnavailable as exc:
                 log.warning("heartbeat: %s", exc)
             except Exception:
                 log.exception("heartbeat failed")
-            if self._stop.is_set() and not self._running:
-                return
 
     def _beat(self) -> None:
         now = time.monotonic()
@@ -314,8 +320,7 @@ class Worker(WorkerBase):
                         keys, [(r.claim.id, r.claim.token) for r in held], self.policy.lease_ms
                     )
                 )
-                for r in held:
-                    verdict = leases.get(r.claim.id)
+                for r, verdict in zip(held, leases, strict=True):
                     if verdict in ("ok", "cancel"):
                         r.lease_until = now + self.policy.lease
                     if verdict in ("cancel", "lost") and r.job and not r.job.cancelled:

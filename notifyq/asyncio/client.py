@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 
 from .. import codec, ops
 from ..client import DEFAULT_WAIT_TIMEOUT, JobBase, QueueBase
+from ..connection import resolve_url
 from ..errors import JobNotFound
 from ..keys import check_job_id
 from ..waiting import MISSING
@@ -69,12 +70,12 @@ class Queue(QueueBase):
         max_payload: int = codec.DEFAULT_MAX_PAYLOAD,
     ) -> None:
         super().__init__(name, max_payload)
-        self._url = url
         self._own: Backend | None = Backend(url or "(client)", client) if client else None
+        self.url = self._own.url if self._own else resolve_url(url)
 
     def _backend_now(self) -> Backend:
         """The backend: your client's, or the running loop's shared one for the URL."""
-        return self._own or shared_backend(self._url)
+        return self._own or shared_backend(self.url)
 
     @property
     def client(self) -> aioredis.Redis:
@@ -124,7 +125,7 @@ class Queue(QueueBase):
 
     async def requeue(self, job_id: str) -> Job:
         if not await self._run(ops.requeue(self.keys, job_id)):
-            raise JobNotFound(self.name, job_id)
+            raise JobNotFound(self.name, job_id, where="the dead letters of")
         return Job(self, job_id)
 
     async def purge_dead(self) -> int:
@@ -137,7 +138,10 @@ class Queue(QueueBase):
         await self._run(ops.resume(self.keys))
 
     async def close(self) -> None:
-        """Close the client if you passed one (queues on a URL share the loop's backend)."""
+        """With ``client=``: close the wait hub made for it (the client stays yours).
+
+        Queues on a URL share the loop's connections; ``connection.close_shared()`` ends them.
+        """
         if self._own is not None:
             await self._own.close()
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-from ..connection import _args, resolve_url, wrap
+from ..connection import _args, tcp_options, wrap
 from ..ops import Command, Flow, Op, ScriptCall
 
 if TYPE_CHECKING:
@@ -26,11 +26,12 @@ class Backend:
 
     def __init__(self, url: str, client: aioredis.Redis | None = None) -> None:
         self.url = url
+        self.owns_client = client is None
         if client is None:
             pool = aioredis.BlockingConnectionPool.from_url(
-                url, max_connections=MAX_CONNECTIONS, timeout=None, socket_keepalive=True
+                url, max_connections=MAX_CONNECTIONS, timeout=None, **tcp_options(url)
             )
-            client = aioredis.Redis(connection_pool=pool)
+            client = aioredis.Redis.from_pool(pool)  # closing the client closes its pool
         self.client: aioredis.Redis = client
         self._hub: WaitHub | None = None
 
@@ -80,7 +81,8 @@ class Backend:
         if self._hub is not None:
             await self._hub.close()
             self._hub = None
-        await self.client.aclose()
+        if self.owns_client:  # a client you passed in stays yours to close
+            await self.client.aclose()
 
 
 _shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Backend]] = (
@@ -88,13 +90,12 @@ _shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Backend]
 )
 
 
-def shared_backend(url: str | None) -> Backend:
-    """The backend for ``url`` in the running event loop (one wait hub per loop)."""
-    resolved = resolve_url(url)
+def shared_backend(url: str) -> Backend:
+    """The backend for a resolved ``url`` in the running event loop (one hub per loop)."""
     per_loop = _shared.setdefault(asyncio.get_running_loop(), {})
-    backend = per_loop.get(resolved)
+    backend = per_loop.get(url)
     if backend is None:
-        backend = per_loop[resolved] = Backend(resolved)
+        backend = per_loop[url] = Backend(url)
     return backend
 
 

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from ..codec import text
+from ..connection import redact
 from ..errors import RedisUnavailable, ResultTimeout
-from ..hub import HUB_CLIENT_NAME
+from ..hub import HUB_CLIENT_NAME, RECHECK_DELAY
 from ..keys import QueueKeys
 from ..waiting import Subscriptions, check
 
@@ -48,11 +49,14 @@ class WaitHub:
         self._checks: list[_Wait] = []
         self._check = asyncio.Event()
         self._connected = asyncio.Event()
+        self._starting = asyncio.Lock()
 
     async def wait(self, keys: QueueKeys, job_id: str, timeout: float | None) -> object:
         """Wait for the job's outcome: raw outcome bytes, or ``waiting.MISSING``."""
         if not self._tasks:
-            await self._start()
+            async with self._starting:  # concurrent first waits start the hub once
+                if not self._tasks:
+                    await self._start()
         w = _Wait(keys, job_id, asyncio.get_running_loop().create_future())
         channel = keys.done_channel(job_id)
         if self._subs.add(channel, w):
@@ -84,7 +88,7 @@ class WaitHub:
         try:
             await conn.connect()
         except (redis.ConnectionError, OSError) as exc:
-            raise RedisUnavailable(self._backend.url, str(exc)) from exc
+            raise RedisUnavailable(redact(self._backend.url), str(exc)) from exc
         self._conn = conn
         self._connected.set()
 
@@ -113,7 +117,10 @@ class WaitHub:
             try:
                 found = await self._backend.run(check([(w.keys, w.job_id) for w in waits]))
             except RedisUnavailable as exc:
-                log.debug("check failed, redone after reconnect: %s", exc)
+                log.debug("check failed, retrying: %s", exc)
+                self._checks += waits  # the pub/sub connection may be fine: check again
+                await asyncio.sleep(RECHECK_DELAY)
+                self._check.set()
                 continue
             for w, value in zip(waits, found, strict=True):
                 if value is not None:

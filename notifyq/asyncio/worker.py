@@ -20,6 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from .. import codec, ops
+from ..connection import resolve_url
 from ..errors import JobCancelled, NotifyQError, RedisUnavailable
 from ..execution import (
     Handler,
@@ -63,16 +64,17 @@ class ActiveJob:
 
 
 class _Run:
-    __slots__ = ("claim", "job", "lease_until", "limit", "stop_reason", "task")
+    __slots__ = ("claim", "job", "lease_until", "limit", "settling", "stop_reason", "task")
 
     def __init__(self, claim: ops.Claim, job: ActiveJob | None, lease: float, limit: float | None):
         self.claim, self.job, self.limit = claim, job, limit
         self.lease_until = time.monotonic() + lease
         self.stop_reason: str | None = None  # cancel | lost | release
         self.task: asyncio.Task[None] | None = None
+        self.settling = False
 
     def stop(self, reason: str) -> None:
-        if self.stop_reason is None and self.task is not None:
+        if self.stop_reason is None and self.task is not None and not self.settling:
             self.stop_reason = reason
             if self.job:
                 self.job._cancel.set()
@@ -97,12 +99,12 @@ class Worker(WorkerBase):
     ) -> None:
         super().__init__(queues, handler, **settings)
         first = queues if isinstance(queues, str | Queue) else queues[0]
-        self._url = url
         self._backend_given: Backend | None = Backend(url or "(client)", client) if client else None
         if self._backend_given is None and url is None and isinstance(first, Queue):
             self._backend_given = first._own
-            self._url = first._url
-        self._running: dict[tuple[str, str], _Run] = {}
+            url = first.url
+        self._url = resolve_url(url) if self._backend_given is None else ""
+        self._running: dict[tuple[str, str, str], _Run] = {}  # (queue, job id, lease token)
         self._stop = asyncio.Event()
         self._freed = asyncio.Event()
 
@@ -151,9 +153,9 @@ class Worker(WorkerBase):
                     return
                 wake = [k.wake for k in self.keys]
                 timeout = 0.1 if burst else self.policy.tick
-                await self._backend.execute(ops.Command("BLPOP", *wake, timeout))
+                await self._backend.run(_blpop(wake, timeout))
                 outage = 0.0
-            except (RedisUnavailable, *UNAVAILABLE) as exc:
+            except RedisUnavailable as exc:
                 outage = min(max(outage * 2, 0.1), 5.0)
                 log.warning("%s; retrying in %.1fs", exc, outage)
                 with contextlib.suppress(TimeoutError):
@@ -185,7 +187,7 @@ class Worker(WorkerBase):
         except NotifyQError as exc:
             job, bad = None, exc
         run = _Run(claim, job, self.policy.lease, self.policy.job_timeout(claim))
-        self._running[(claim.queue, claim.id)] = run
+        self._running[(claim.queue, claim.id, claim.token)] = run
         coro = self._execute(run) if job else self._finish(run, failed(bad, claim, self.policy))
         run.task = asyncio.create_task(coro, name=f"notifyq-job-{claim.id}")
 
@@ -211,11 +213,13 @@ class Worker(WorkerBase):
                 outcome = cancelled() if reason == "cancel" else Settlement("release", "")
         except TimeoutError as exc:
             if scope.expired() and run.limit is not None:
+                run.job._cancel.set()  # a plain handler in a thread can see it and stop
                 outcome = timed_out(run.claim, run.limit, self.policy)
             else:
                 outcome = failed(exc, run.claim, self.policy)
         except Exception as exc:
             outcome = failed(exc, run.claim, self.policy)
+        run.settling = True  # from here on, stopping the task would lose the outcome
         await self._finish(run, outcome)
 
     async def _finish(self, run: _Run, outcome: Settlement | None) -> None:
@@ -225,7 +229,7 @@ class Worker(WorkerBase):
             else:
                 log.warning("job %s: lease lost; handler stopped, outcome dropped", run.claim.id)
         finally:
-            self._running.pop((run.claim.queue, run.claim.id), None)
+            self._running.pop((run.claim.queue, run.claim.id, run.claim.token), None)
             self.processed += 1
             self._freed.set()
 
@@ -272,8 +276,7 @@ class Worker(WorkerBase):
             if held:
                 pairs = [(r.claim.id, r.claim.token) for r in held]
                 leases = await self._backend.run(ops.renew(keys, pairs, self.policy.lease_ms))
-                for r in held:
-                    verdict = leases.get(r.claim.id)
+                for r, verdict in zip(held, leases, strict=True):
                     if verdict in ("ok", "cancel"):
                         r.lease_until = now + self.policy.lease
                     if verdict == "cancel":
@@ -294,4 +297,5 @@ class Worker(WorkerBase):
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-UNAVAILABLE = (ConnectionError, OSError)
+def _blpop(keys: list[str], timeout: float) -> ops.Flow[None]:
+    yield ops.Command("BLPOP", *keys, timeout)

@@ -21,15 +21,17 @@ local function finish(base, queue, id, status, field, json, now)
   local attempt, ttl, idem = unpack(redis.call('HMGET', job, 'attempt', 'result_ttl', 'idem'))
   ttl = tonumber(ttl) or 86400
   local value = outcome(queue, id, status, attempt or 0, now, field, json)
-  redis.call('SET', base .. 'result:' .. id, value, 'EX', ttl)
   redis.call('HSET', job, 'state', status, 'finished_at', now)
   redis.call('ZREM', base .. 'active', id)
-  if status ~= 'dead' then
-    -- dead letters stay inspectable until requeued or purged
+  if status == 'dead' then
+    -- a dead letter and its outcome stay until it is requeued or purged
+    redis.call('SET', base .. 'result:' .. id, value)
+  else
+    redis.call('SET', base .. 'result:' .. id, value, 'EX', ttl)
     redis.call('EXPIRE', job, ttl)
-  end
-  if idem and idem ~= '' then
-    redis.call('EXPIRE', base .. 'idem:' .. idem, ttl)
+    if idem and idem ~= '' then
+      redis.call('EXPIRE', base .. 'idem:' .. idem, ttl)
+    end
   end
   redis.call('HINCRBY', base .. 'stats', status, 1)
   redis.call('PUBLISH', base .. 'done:' .. id, value)
@@ -37,12 +39,13 @@ local function finish(base, queue, id, status, field, json, now)
 end
 
 local function dead(base, queue, id, error_json, now)
+  redis.call('HSET', base .. 'job:' .. id, 'error', error_json)
   redis.call('LPUSH', base .. 'dead', id)
   return finish(base, queue, id, 'dead', 'error', error_json, now)
 end
 
+-- Idle workers block on the wake list; it holds at most one token.
 local function wake(base)
-  if redis.call('LLEN', base .. 'wake') == 0 then
-    redis.call('LPUSH', base .. 'wake', '1')
-  end
+  redis.call('LPUSH', base .. 'wake', '1')
+  redis.call('LTRIM', base .. 'wake', 0, 0)
 end

@@ -7,6 +7,8 @@ local priority = redis.call('HGET', job, 'priority') or 'normal'
 redis.call('HSET', job, 'state', 'queued', 'attempt', 0, 'worker', '')
 redis.call('HDEL', job, 'error', 'finished_at', 'cancel', 'progress')
 redis.call('PERSIST', job)
+local idem = redis.call('HGET', job, 'idem')
+if idem and idem ~= '' then redis.call('PERSIST', base .. 'idem:' .. idem) end
 redis.call('DEL', KEYS[3])
 redis.call('LPUSH', base .. 'pending:' .. priority, id)
 redis.call('HINCRBY', base .. 'stats', 'requeued', 1)

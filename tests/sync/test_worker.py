@@ -159,7 +159,8 @@ def test_stale_worker_cannot_complete_renew_or_report(queue: Queue, r: redis.Red
     [fresh] = queue._run(ops.claim(queue.keys, "B", 1, 10_000))
     assert int(fresh.token) > int(stale.token)
 
-    assert queue._run(ops.renew(queue.keys, [(job.id, stale.token)], 1000)) == {job.id: "lost"}
+    pairs = [(job.id, stale.token), (job.id, fresh.token)]
+    assert queue._run(ops.renew(queue.keys, pairs, 10_000)) == ["lost", "ok"]
     assert queue._run(ops.set_progress(stale, "{}")) is False
     assert queue._run(ops.settle(stale, "completed", '"from A"')) == "stale"
     assert queue._run(ops.settle(fresh, "completed", '"from B"')) == "completed"

@@ -1,0 +1,362 @@
+"""The ``notifyq`` command, run as a real subprocess against the test server (no mocks)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import pty
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import notifyq
+from notifyq.embedded import stop_server
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+HANDLERS = textwrap.dedent(
+    """
+    def double(payload, job):
+        return {"doubled": payload["n"] * 2}
+
+    async def adouble(payload, job):
+        return {"doubled": payload["n"] * 2}
+
+    def explode(payload, job):
+        raise ValueError("boom")
+    """
+)
+
+Proc = subprocess.CompletedProcess[str]
+
+
+class Cli:
+    """Runs ``python -m notifyq --url <test server> ...`` in a directory holding handlers."""
+
+    def __init__(self, url: str, cwd: pathlib.Path) -> None:
+        self.url, self.cwd = url, cwd
+        (cwd / "cli_handlers.py").write_text(HANDLERS)
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.env.pop("NOTIFYQ_URL", None)
+        # a command that forgot --url must not start a server in the real home
+        self.env["NOTIFYQ_HOME"] = str(cwd / "no-server-here")
+
+    def argv(self, args: tuple[str, ...], url: str | None) -> list[str]:
+        return [sys.executable, "-m", "notifyq", *(["--url", url] if url else []), *args]
+
+    def __call__(
+        self,
+        *args: str,
+        url: str | None = "",
+        stdin: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 30,
+    ) -> Proc:
+        return subprocess.run(
+            self.argv(args, self.url if url == "" else url),
+            cwd=self.cwd,
+            env={**self.env, **(env or {})},
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.argv(args, self.url),
+            cwd=self.cwd,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+
+@pytest.fixture
+def cli(redis_url: str, tmp_path: pathlib.Path) -> Cli:
+    return Cli(redis_url, tmp_path)
+
+
+def assert_error(proc: Proc, code: int, *words: str) -> None:
+    """Exit ``code`` with one line on stderr, ``notifyq: error: ...``, and no traceback."""
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr.startswith("notifyq: error: "), proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for word in words:
+        assert word in proc.stderr
+
+
+def ok(proc: Proc) -> str:
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def worker_burst(cli: Cli, name: str, handler: str = "cli_handlers:double") -> Proc:
+    proc = cli("worker", handler, "-q", name, "--burst")
+    ok(proc)
+    return proc
+
+
+# ------------------------------------------------------------------ enqueue
+
+
+def test_enqueue_prints_the_id_of_a_queued_job(cli: Cli, queue: notifyq.Queue, name: str) -> None:
+    out = ok(cli("enqueue", name, '{"n": 1}', "--priority", "high", "--max-attempts", "2"))
+    info = queue.job(out.strip()).info()
+    assert out == f"{info['id']}\n"
+    assert (info["state"], info["payload"]) == ("queued", {"n": 1})
+    assert (info["priority"], info["max_attempts"]) == ("high", 2)
+
+
+def test_enqueue_options_and_stdin(cli: Cli, queue: notifyq.Queue, name: str) -> None:
+    out = ok(cli("enqueue", name, "-", "--id", "job-1", stdin='{"from": "stdin"}'))
+    assert out == "job-1\n"
+    assert queue.job("job-1").info()["payload"] == {"from": "stdin"}
+
+    first = ok(cli("enqueue", name, "{}", "--idempotency-key", "k1"))
+    assert ok(cli("enqueue", name, "{}", "--idempotency-key", "k1")) == first
+
+    delayed = ok(cli("enqueue", name, "[]", "--delay", "60")).strip()
+    assert queue.job(delayed).status() == "delayed"
+
+
+def test_url_comes_from_the_environment(cli: Cli, queue: notifyq.Queue, name: str) -> None:
+    out = ok(cli("enqueue", name, "7", url=None, env={"NOTIFYQ_URL": cli.url}))
+    assert queue.job(out.strip()).info()["payload"] == 7
+
+
+# ------------------------------------------------------------------ worker and results
+
+
+@pytest.mark.parametrize("handler", ["cli_handlers:double", "cli_handlers:adouble"])
+def test_worker_burst_drains_the_queue(
+    cli: Cli, queue: notifyq.Queue, name: str, handler: str
+) -> None:
+    jobs = queue.enqueue_many([{"n": i} for i in range(5)])
+    proc = cli("worker", handler, "-q", name, "-c", "2", "--burst")
+    assert proc.returncode == 0, proc.stderr
+    assert f"started on {name}" in proc.stderr
+    assert [job.result() for job in jobs] == [{"doubled": 2 * i} for i in range(5)]
+    assert ok(cli("result", jobs[3].id, "-q", name)) == '{"doubled": 6}\n'
+
+
+def test_enqueue_wait_prints_the_result(cli: Cli, queue: notifyq.Queue, name: str) -> None:
+    waiting = cli.start("enqueue", name, '{"n": 21}', "--wait", "--timeout", "20")
+    try:
+        deadline = time.monotonic() + 10
+        while queue.stats()["pending"] == 0:  # a burst worker started earlier would just exit
+            assert time.monotonic() < deadline, "the job was never enqueued"
+            time.sleep(0.02)
+        worker_burst(cli, name)
+        out, err = waiting.communicate(timeout=20)
+    finally:
+        waiting.kill()
+        waiting.wait()
+    assert waiting.returncode == 0, err
+    assert out == '{"doubled": 42}\n'
+
+
+def test_result_status_and_wait_before_the_job_ran(
+    cli: Cli, queue: notifyq.Queue, name: str
+) -> None:
+    job = queue.enqueue({"n": 1})
+    assert_error(cli("result", job.id, "-q", name), 5, job.id, "not ready")
+    assert ok(cli("status", job.id, "-q", name)) == "queued\n"
+    info = json.loads(ok(cli("status", job.id, "-q", name, "--json")))
+    assert (info["id"], info["state"], info["payload"]) == (job.id, "queued", {"n": 1})
+    assert_error(cli("wait", job.id, "-q", name, "--timeout", "0.2"), 4, job.id)
+
+
+@pytest.mark.parametrize("command", ["result", "status", "wait", "cancel"])
+def test_unknown_job_exits_3(cli: Cli, name: str, command: str) -> None:
+    assert_error(cli(command, "no-such-job", "-q", name), 3, "no-such-job", name)
+
+
+def test_failed_job_is_dead_lettered_requeued_and_purged(
+    cli: Cli, queue: notifyq.Queue, name: str
+) -> None:
+    job_id = ok(cli("enqueue", name, '{"n": 1}', "--max-attempts", "1")).strip()
+    worker_burst(cli, name, "cli_handlers:explode")
+    assert_error(cli("result", job_id, "-q", name), 1, job_id, "ValueError: boom")
+    assert job_id in ok(cli("dead", "list", name))
+    [record] = json.loads(ok(cli("dead", "list", name, "--json")))
+    assert (record["id"], record["error"]["message"]) == (job_id, "boom")
+
+    assert ok(cli("dead", "requeue", name, job_id)) == f"requeued {job_id}\n"
+    assert queue.job(job_id).status() == "queued"
+    assert json.loads(ok(cli("dead", "list", name, "--json"))) == []
+
+    worker_burst(cli, name, "cli_handlers:explode")
+    ok(cli("dead", "requeue", name, "--all"))
+    assert queue.job(job_id).status() == "queued"
+
+    worker_burst(cli, name, "cli_handlers:explode")
+    assert ok(cli("dead", "purge", name)) == f"purged 1 dead jobs from queue {name}\n"
+    assert json.loads(ok(cli("dead", "list", name, "--json"))) == []
+    assert queue.stats()["dead"] == 0
+
+
+def test_cancel_pause_and_resume(cli: Cli, queue: notifyq.Queue, name: str) -> None:
+    job = queue.enqueue({})
+    assert ok(cli("cancel", job.id, "-q", name)) == "cancelled\n"
+    assert_error(cli("result", job.id, "-q", name), 1, "ancel")
+    ok(cli("pause", name))
+    assert queue.stats()["paused"] is True
+    ok(cli("resume", name))
+    assert queue.stats()["paused"] is False
+
+
+def test_stats(cli: Cli, queue: notifyq.Queue, name: str) -> None:
+    queue.enqueue({})
+    [stats] = json.loads(ok(cli("stats", name, "--json")))
+    assert (stats["queue"], stats["pending"], stats["dead"]) == (name, 1, 0)
+    header, row = ok(cli("stats", name)).splitlines()
+    assert header.split()[:3] == ["QUEUE", "PENDING", "ACTIVE"]
+    assert row.split()[:3] == [name, "1", "0"]
+    assert [s["queue"] for s in json.loads(ok(cli("stats", "--json")))] == ["default"]
+
+
+def test_worker_shows_progress_on_a_terminal(cli: Cli, queue: notifyq.Queue, name: str) -> None:
+    queue.enqueue_many([{"n": i} for i in range(3)])
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        cli.argv(("worker", "cli_handlers:double", "-q", name, "--burst"), cli.url),
+        cwd=cli.cwd,
+        env=cli.env,
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+    )
+    os.close(follower)
+    chunks: list[bytes] = []
+
+    def read() -> None:  # drain the terminal so the worker never blocks on it
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: every writer closed it
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert proc.wait(timeout=30) == 0
+        reader.join(timeout=10)
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(leader)
+    screen = b"".join(chunks).decode()
+    assert "\r\x1b[K" in screen  # the line is redrawn in place
+    assert " pending, " in screen
+    assert "done: 3 jobs in " in screen
+
+
+# ------------------------------------------------------------------ errors
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("enqueue", "bad name!", "{}"), ["invalid queue name"]),
+        (("enqueue", "q", "{not json"), ["not valid JSON"]),
+        (("enqueue", "q", "-"), ["stdin is not valid JSON"]),
+        (("enqueue", "q", "{}", "--timeout", "5"), ["--wait"]),
+        (("stats", "bad/name"), ["invalid queue name"]),
+        (("result", "bad id!"), ["invalid job id"]),
+        (("dead", "requeue", "q"), ["--all"]),
+        (("worker", "no_colon"), ["MODULE:HANDLER"]),
+        (("worker", "no_such_module:handle"), ["cannot import"]),
+        (("worker", "cli_handlers:missing"), ["no attribute"]),
+    ],
+)
+def test_usage_errors_exit_2(cli: Cli, args: tuple[str, ...], words: list[str]) -> None:
+    assert_error(cli(*args, stdin=""), 2, *words)
+
+
+@pytest.mark.parametrize(
+    "args", [(), ("frobnicate",), ("enqueue", "q"), ("enqueue", "q", "{}", "--delay", "-1")]
+)
+def test_bad_command_lines_exit_2(cli: Cli, args: tuple[str, ...]) -> None:
+    proc = cli(*args)
+    assert proc.returncode == 2
+    assert "usage: notifyq" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args", [("stats",), ("enqueue", "q", "{}"), ("result", "j1")])
+def test_unreachable_redis_exits_6(cli: Cli, args: tuple[str, ...]) -> None:
+    proc = cli(*args, url="redis://127.0.0.1:1")
+    assert_error(proc, 6, "Redis unavailable at redis://127.0.0.1:1")
+
+
+# ------------------------------------------------------------------ server and demo
+
+
+@pytest.fixture
+def home() -> Iterator[pathlib.Path]:
+    base = pathlib.Path(tempfile.mkdtemp(prefix="nq", dir="/tmp"))  # short: a socket lives here
+    try:
+        yield base / "home"
+    finally:
+        stop_server(base / "home")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_server_start_status_stop(cli: Cli, home: pathlib.Path) -> None:
+    env = {"NOTIFYQ_HOME": str(home)}
+    assert cli("server", "status", env=env).returncode == 3
+    started = cli("server", "start", env=env)
+    url = ok(started).strip()
+    assert url == f"unix://{home / 'valkey.sock'}"
+    assert f"export NOTIFYQ_URL={url}" in started.stderr
+    assert url in ok(cli("server", "status", env=env))
+    assert ok(cli("server", "stop", env=env)) == "server stopped\n"
+    assert cli("server", "status", env=env).returncode == 3
+
+
+def test_commands_share_the_default_embedded_server(cli: Cli, home: pathlib.Path) -> None:
+    env = {"NOTIFYQ_HOME": str(home)}
+    job_id = ok(cli("enqueue", "shared", '{"n": 2}', url=None, env=env)).strip()
+    assert ok(cli("status", job_id, "-q", "shared", url=None, env=env)) == "queued\n"
+
+
+@pytest.fixture(scope="module")
+def demo() -> Proc:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NOTIFYQ_URL": "redis://127.0.0.1:1"}
+    return subprocess.run(
+        [sys.executable, "-m", "notifyq", "demo", "--jobs", "3"],
+        cwd=ROOT,
+        env=env,  # NOTIFYQ_URL points nowhere: the demo must use its own server
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_demo_runs_jobs_on_its_own_server(demo: Proc) -> None:
+    assert demo.returncode == 0, demo.stderr
+    lines = demo.stdout.splitlines()
+    assert len([line for line in lines if line.startswith("enqueued ")]) == 3
+    results = [json.loads(line.split(None, 2)[2]) for line in lines if line.startswith("result ")]
+    assert len(results) == 3
+    assert sorted(r.get("receipt", "") for r in results) == ["", "R-1001", "R-1003"]
+    assert {"delivered_to": "+15550100002", "attempt": 2} in results  # retried once
+    assert "attempt 1 failed: now retrying" in demo.stderr
+
+
+def test_demo_stderr_is_clean(demo: Proc) -> None:
+    assert "Traceback" not in demo.stderr
+    assert "WARNING" not in demo.stderr
