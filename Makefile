@@ -1,0 +1,40 @@
+# make demo  — set everything up, then run the demo (embedded server, worker, jobs)
+# make test  — set everything up, lint, type-check, run the suite (twice: embedded Valkey,
+#              then the Redis at 127.0.0.1:6379 when one answers there)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+REDIS_URL ?= redis://127.0.0.1:6379/0
+
+.PHONY: setup demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "notifyq needs Python 3.11+"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(BIN)/notifyq demo
+
+lint: setup
+	$(BIN)/ruff check notifyq tests bench examples
+	$(BIN)/ruff format --check notifyq tests bench examples
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+	@if $(BIN)/python -c 'import redis,sys; redis.Redis.from_url(sys.argv[1], socket_timeout=2).ping()' $(REDIS_URL) 2>/dev/null; then \
+		echo "== again against $(REDIS_URL)"; \
+		NOTIFYQ_TEST_REDIS_URL=$(REDIS_URL) $(BIN)/pytest; \
+	else \
+		echo "== no Redis answers at $(REDIS_URL): the embedded Valkey run above is the only one"; \
+	fi
+
+bench: setup
+	$(BIN)/python bench/quick.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
