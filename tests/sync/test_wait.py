@@ -1,0 +1,68 @@
+"""The blocking wait: race-free, one shared pub/sub connection, re-check after reconnect."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+
+import notifyq
+from notifyq import Queue
+from notifyq.errors import ResultTimeout
+from notifyq.hub import HUB_CLIENT_NAME
+
+from ..support import eventually
+
+
+def hubs(r: redis.Redis) -> list[dict]:
+    return [c for c in r.client_list() if c["name"] == HUB_CLIENT_NAME]
+
+
+def test_wait_after_completion_returns_at_once(queue: Queue) -> None:
+    job = queue.enqueue(5)
+    notifyq.Worker(queue, lambda p: p * p).run(burst=True)
+    assert job.wait(timeout=1) == 25
+
+
+def test_wait_times_out_without_touching_the_job(queue: Queue) -> None:
+    job = queue.enqueue(1)
+    with pytest.raises(ResultTimeout, match=r"within 0\.2s"):
+        job.wait(timeout=0.2)
+    assert job.status() == "queued"
+
+
+def test_threads_share_one_pubsub_connection(queue: Queue, r: redis.Redis) -> None:
+    jobs = queue.enqueue_many(list(range(50)))
+    pattern = f"nq:{{{queue.name}}}:done:*"
+    with ThreadPoolExecutor(50) as pool:
+        waits = [pool.submit(j.wait, 30) for j in jobs]
+        eventually(lambda: len(r.pubsub_channels(pattern)) == 50)
+        assert len(hubs(r)) == 1
+        notifyq.Worker(queue, lambda p: -p, concurrency=8).run(burst=True)
+        assert [w.result() for w in waits] == [-i for i in range(50)]
+    eventually(lambda: r.pubsub_channels(pattern) == [])
+
+
+def test_wait_rechecks_after_its_connection_is_killed(queue: Queue, r: redis.Redis) -> None:
+    job = queue.enqueue("x")
+    result: list[object] = []
+    waiter = threading.Thread(target=lambda: result.append(job.wait(timeout=30)))
+    waiter.start()
+    channel = queue.keys.done_channel(job.id)
+    eventually(lambda: bool(r.pubsub_channels(channel)))
+    for hub in hubs(r):
+        r.client_kill_filter(_id=hub["id"])
+    notifyq.Worker(queue, lambda p: p + "!").run(burst=True)  # may publish while it is away
+    waiter.join(timeout=30)
+    assert result == ["x!"]
+
+
+def test_scripts_reload_after_the_server_forgets_them(queue: Queue, r: redis.Redis) -> None:
+    queue.enqueue(1)  # loads the enqueue script
+    r.script_flush()
+    job = queue.enqueue(2)  # NOSCRIPT: falls back to EVAL
+    r.script_flush()
+    notifyq.Worker(queue, lambda p: p).run(burst=True)
+    assert job.result() == 2
