@@ -186,7 +186,7 @@ class Queue(QueueBase):
     def requeue(self, job_id: str) -> Job:
         """Put a dead-lettered job back on the queue with fresh attempts."""
         if not self._run(ops.requeue(self.keys, job_id)):
-            raise JobNotFound(self.name, job_id, where="the dead letters of")
+            raise JobNotFound(self.name, job_id, where="the dead letters of queue")
         return Job(self, job_id)
 
     def purge_dead(self) -> int:

@@ -6,7 +6,7 @@ Each error also inherits the builtin it is, so ``except ValueError`` keeps worki
     ├── ValidationError (ValueError)          bad argument: queue name, job id, option
     │   ├── SerializationError (TypeError)    payload or result is not JSON
     │   └── PayloadTooLarge                   encoded payload or result over the limit
-    ├── JobNotFound (LookupError)             no such job (never existed, or expired)
+    ├── JobNotFound (LookupError)             no such job (never existed, expired or purged)
     ├── ResultNotReady (LookupError)          Job.result() on a job still queued/running
     ├── JobFailed                             the job failed for good (dead-lettered)
     │   └── JobCancelled                      the job was cancelled
@@ -39,7 +39,7 @@ class PayloadTooLarge(ValidationError):
 
 
 class JobNotFound(NotifyQError, LookupError):
-    """No job with this id exists in the queue (or its record has expired)."""
+    """No job with this id exists in the queue (never did, or expired, or was purged)."""
 
     def __init__(self, queue: str, job_id: str, where: str = "") -> None:
         super().__init__(f"job {job_id!r} not found in {where or 'queue'} {queue!r}")

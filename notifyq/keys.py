@@ -102,7 +102,8 @@ class QueueKeys:
         return f"{self.base}job:{job_id}"
 
     def result(self, job_id: str) -> str:
-        """STRING: the job's outcome as JSON, written once when it ends; has a TTL."""
+        """STRING: the job's outcome as JSON, written once when it ends. It expires after the
+        job's ``result_ttl``, except a dead job's, which stays until requeued or purged."""
         return f"{self.base}result:{job_id}"
 
     def idempotency(self, key: str) -> str:

@@ -125,7 +125,7 @@ class Queue(QueueBase):
 
     async def requeue(self, job_id: str) -> Job:
         if not await self._run(ops.requeue(self.keys, job_id)):
-            raise JobNotFound(self.name, job_id, where="the dead letters of")
+            raise JobNotFound(self.name, job_id, where="the dead letters of queue")
         return Job(self, job_id)
 
     async def purge_dead(self) -> int:
