@@ -173,6 +173,8 @@ class Worker(WorkerBase):
 
     def _claim_loop(self, burst: bool) -> None:
         outage = 0.0
+        wake = [k.wake for k in self.keys]
+        idle = 0.1 if burst else self.policy.tick  # longest block on the wake lists
         while not self._stop.is_set():
             try:
                 free = self.concurrency - len(self._running)
@@ -181,12 +183,13 @@ class Worker(WorkerBase):
                         if len(self._running) >= self.concurrency and not self._stop.is_set():
                             self._changed.wait(self.policy.tick)
                     continue
-                if self._claim(free):
-                    continue
-                if burst and not self._running and self._drained():
+                got = self._claim(free)
+                if got == free:
+                    continue  # maybe more: claim again at once
+                if not got and burst and not self._running and self._drained():
                     return
-                wake = [k.wake for k in self.keys]
-                self._backend.run(_blpop(wake, 0.1 if burst else self.policy.tick))
+                # fewer than asked: the queues are drained; block until an enqueue wakes us
+                self._backend.run(_blpop(wake, idle))
                 outage = 0.0
             except RedisUnavailable as exc:
                 outage = min(max(outage * 2, 0.1), 5.0)

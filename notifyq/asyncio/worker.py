@@ -140,6 +140,8 @@ class Worker(WorkerBase):
 
     async def _claim_loop(self, burst: bool) -> None:
         outage = 0.0
+        wake = [k.wake for k in self.keys]
+        idle = 0.1 if burst else self.policy.tick  # longest block on the wake lists
         while not self._stop.is_set():
             try:
                 free = self.concurrency - len(self._running)
@@ -147,13 +149,13 @@ class Worker(WorkerBase):
                     self._freed.clear()
                     await self._freed.wait()
                     continue
-                if await self._claim(free):
-                    continue
-                if burst and not self._running and await self._drained():
+                got = await self._claim(free)
+                if got == free:
+                    continue  # maybe more: claim again at once
+                if not got and burst and not self._running and await self._drained():
                     return
-                wake = [k.wake for k in self.keys]
-                timeout = 0.1 if burst else self.policy.tick
-                await self._backend.run(_blpop(wake, timeout))
+                # fewer than asked: the queues are drained; block until an enqueue wakes us
+                await self._backend.run(_blpop(wake, idle))
                 outage = 0.0
             except RedisUnavailable as exc:
                 outage = min(max(outage * 2, 0.1), 5.0)
