@@ -9,9 +9,11 @@ encoded, is dead-lettered at once since a retry cannot fix it.
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import random
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,10 @@ from .errors import CorruptRecord, JobCancelled, ValidationError
 from .keys import QueueKeys, check_queue_name
 
 Handler = Callable[..., Any]
+
+MAX_PROGRESS = 64 * 1024  # bytes of encoded progress value
+
+log = logging.getLogger("notifyq.worker")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +59,43 @@ class Settlement:
     how: str  # completed | retry | dead | cancelled | release
     body: str  # result JSON, or error JSON
     delay_ms: int = 0
+
+
+class ActiveJobBase:
+    """The job as its handler sees it: payload, attempt, cancellation. Each worker adds
+    ``set_progress`` (blocking, or a coroutine)."""
+
+    def __init__(self, claim: ops.Claim, payload: Any, backend: Any) -> None:
+        self.id, self.queue = claim.id, claim.queue
+        self.attempt, self.max_attempts = claim.attempt, claim.max_attempts
+        self.payload = payload
+        self._claim, self._backend = claim, backend
+        self._cancel = threading.Event()  # set from the worker, read by handler threads
+
+    @property
+    def cancelled(self) -> bool:
+        """True once cancellation was requested, the lease was lost or the timeout passed."""
+        return self._cancel.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        """Raise ``JobCancelled`` if the job should stop (the worker records it cancelled)."""
+        if self._cancel.is_set():
+            raise JobCancelled(self.id)
+
+    def _progress_body(self, value: Any) -> str:
+        return codec.encode(value, limit=MAX_PROGRESS, what="progress")
+
+
+def report(claim: ops.Claim, outcome: Settlement, state: str) -> None:
+    """Log what became of a settled job."""
+    if state == "stale":
+        log.warning(
+            "job %s: lease lost (another worker took it over); %s outcome dropped",
+            claim.id,
+            outcome.how,
+        )
+    elif state in ("retrying", "dead"):
+        log.info("job %s attempt %d failed: now %s", claim.id, claim.attempt, state)
 
 
 def decode_payload(claim: ops.Claim) -> Any:

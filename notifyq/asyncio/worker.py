@@ -19,10 +19,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from .. import codec, ops
+from .. import ops
 from ..connection import resolve_url
-from ..errors import JobCancelled, NotifyQError, RedisUnavailable
+from ..errors import NotifyQError, RedisUnavailable
 from ..execution import (
+    ActiveJobBase,
     Handler,
     Settlement,
     WorkerBase,
@@ -30,6 +31,7 @@ from ..execution import (
     completed,
     decode_payload,
     failed,
+    report,
     timed_out,
 )
 from .client import Queue
@@ -38,29 +40,13 @@ from .connection import Backend, shared_backend
 log = logging.getLogger("notifyq.worker")
 
 
-class ActiveJob:
-    """The job as its handler sees it: payload, attempt, progress, cancellation."""
-
-    def __init__(self, claim: ops.Claim, payload: Any, backend: Backend) -> None:
-        self.id, self.queue = claim.id, claim.queue
-        self.attempt, self.max_attempts = claim.attempt, claim.max_attempts
-        self.payload = payload
-        self._claim, self._backend = claim, backend
-        self._cancel = threading.Event()  # also read by plain handlers in threads
+class ActiveJob(ActiveJobBase):
+    """The job as its handler sees it: ``payload``, ``attempt``, ``cancelled``, progress."""
 
     async def set_progress(self, value: Any) -> bool:
         """Record progress (any JSON value); False if this worker lost the job's lease."""
-        body = codec.encode(value, limit=64 * 1024, what="progress")
-        return await self._backend.run(ops.set_progress(self._claim, body))
-
-    @property
-    def cancelled(self) -> bool:
-        """True once cancellation was requested, the lease was lost or the timeout passed."""
-        return self._cancel.is_set()
-
-    def raise_if_cancelled(self) -> None:
-        if self._cancel.is_set():
-            raise JobCancelled(self.id)
+        body = self._progress_body(value)
+        return await self._backend.run(ops.set_progress(self._claim, body))  # type: ignore[no-any-return]
 
 
 class _Run:
@@ -249,14 +235,7 @@ class Worker(WorkerBase):
                     return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
-        if state == "stale":
-            log.warning(
-                "job %s: lease lost (another worker took it over); %s outcome dropped",
-                run.claim.id,
-                outcome.how,
-            )
-        elif state in ("retrying", "dead"):
-            log.info("job %s attempt %d failed: now %s", run.claim.id, run.claim.attempt, state)
+        report(run.claim, outcome, state)
 
     # ------------------------------------------------------------ heartbeat
 

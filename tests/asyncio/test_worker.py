@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import threading
 
 import pytest
 
@@ -23,16 +23,18 @@ async def test_progress_and_result(aqueue: anq.Queue) -> None:
     assert await job.progress() == {"pct": 50}
 
 
-async def test_plain_handler_runs_in_a_thread(aqueue: anq.Queue) -> None:
-    def blocking(payload: float) -> str:
-        time.sleep(payload)
-        return "slept"
+async def test_plain_handlers_run_side_by_side_in_threads(aqueue: anq.Queue) -> None:
+    together = threading.Barrier(4, timeout=10)  # broken unless all four run at once
 
-    jobs = await aqueue.enqueue_many([0.3] * 4)
-    started = time.monotonic()
+    def blocking(payload: int) -> str:
+        together.wait()
+        return threading.current_thread().name
+
+    jobs = await aqueue.enqueue_many([1] * 4)
     await anq.Worker(aqueue, blocking, concurrency=4).run(burst=True)
-    assert time.monotonic() - started < 1.1  # ran side by side, not one after another
-    assert [await j.result() for j in jobs] == ["slept"] * 4
+    names = [await j.result() for j in jobs]
+    assert len(set(names)) == 4
+    assert threading.main_thread().name not in names
 
 
 async def test_retry_then_dead(aqueue: anq.Queue) -> None:
