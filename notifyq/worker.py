@@ -130,7 +130,7 @@ class Worker(WorkerBase):
                 self._shutdown()
                 for _ in range(self.concurrency):
                     self._work.put(None)
-        log.info("worker %s stopped after %d jobs", self.id, self.processed)
+        log.info("worker %s stopped after %d job runs", self.id, self.processed)
 
     def stop(self) -> None:
         """Stop claiming; running jobs get the grace period. Safe from any thread."""

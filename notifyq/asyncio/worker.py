@@ -115,7 +115,7 @@ class Worker(WorkerBase):
             if signals:
                 for s in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(s)
-        log.info("worker %s stopped after %d jobs", self.id, self.processed)
+        log.info("worker %s stopped after %d job runs", self.id, self.processed)
 
     def stop(self) -> None:
         """Stop claiming; running jobs get the grace period."""
