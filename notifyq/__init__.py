@@ -5,6 +5,7 @@ key anyone can ``GET``; callers poll it, block on ``Job.wait()``, or are pushed 
 This module is the blocking API; ``notifyq.asyncio`` has the same names, awaitable.
 """
 
+from . import signals
 from .client import DEFAULT_WAIT_TIMEOUT, Job, Queue
 from .errors import (
     CorruptRecord,
@@ -19,6 +20,8 @@ from .errors import (
     SerializationError,
     ValidationError,
 )
+from .events import Event
+from .listener import Listener
 from .worker import ActiveJob, Worker
 
 __version__ = "0.1.0"
@@ -27,10 +30,12 @@ __all__ = [
     "DEFAULT_WAIT_TIMEOUT",
     "ActiveJob",
     "CorruptRecord",
+    "Event",
     "Job",
     "JobCancelled",
     "JobFailed",
     "JobNotFound",
+    "Listener",
     "NotifyQError",
     "PayloadTooLarge",
     "Queue",
@@ -40,4 +45,5 @@ __all__ = [
     "SerializationError",
     "ValidationError",
     "Worker",
+    "signals",
 ]

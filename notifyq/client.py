@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, TypeVar
 
 import redis
 
-from . import codec, ops
+from . import codec, events, ops, signals
 from .connection import Backend, shared_backend
-from .errors import JobNotFound
+from .errors import JobNotFound, ValidationError
 from .keys import QueueKeys, check_job_id, check_queue_name
 from .waiting import MISSING
 
@@ -18,6 +18,7 @@ DEFAULT_WAIT_TIMEOUT = 60.0  # seconds
 
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class JobBase:
@@ -100,6 +101,23 @@ class QueueBase:
         """Validate every payload first (nothing is written if one is bad), then batch."""
         specs = [self._spec(p, **options) for p in payloads]
         return [specs[i : i + size] for i in range(0, len(specs), size)]
+
+    def on(self, event_type: str) -> Callable[[F], F]:
+        """Decorator: call ``fn(sender, event=event)`` for this queue's events of a type
+        ("completed", "failed", ...; "event" for all) while a ``Listener`` runs.
+
+        Kept by a strong reference, so lambdas and closures work.
+        """
+        signal = signals.event if event_type == "event" else signals.BY_TYPE.get(event_type)
+        if signal is None:
+            kinds = ", ".join([*signals.BY_TYPE, "event"])
+            raise ValidationError(f"unknown event type {event_type!r}: one of {kinds}")
+
+        def connect(fn: F) -> F:
+            signal.connect(fn, sender=self.name, weak=False)
+            return fn
+
+        return connect
 
     def __repr__(self) -> str:
         return f"Queue({self.name!r})"
@@ -192,6 +210,11 @@ class Queue(QueueBase):
     def purge_dead(self) -> int:
         """Delete every dead-lettered job; returns how many."""
         return self._run(ops.purge_dead(self.keys))
+
+    def set_events_maxlen(self, maxlen: int) -> None:
+        """Keep about ``maxlen`` events in the queue's stream (default 10,000): how far back
+        a disconnected listener can catch up."""
+        self._run(events.set_events_maxlen(self.keys, maxlen))
 
     def pause(self) -> None:
         """Stop workers from claiming jobs of this queue; enqueues still succeed."""

@@ -67,9 +67,11 @@ def wrap(exc: Exception, url: str) -> Exception:
 class Backend:
     """One Redis client and one wait hub, shared by every Queue of a process on one URL."""
 
-    def __init__(self, url: str, client: redis.Redis | None = None) -> None:
+    def __init__(
+        self, url: str, client: redis.Redis | None = None, *, owns_client: bool | None = None
+    ) -> None:
         self.url = url
-        self.owns_client = client is None
+        self.owns_client = client is None if owns_client is None else owns_client
         self.client: redis.Redis = client or redis.Redis.from_url(url, **tcp_options(url))
         self._hub: WaitHub | None = None
         self._lock = threading.Lock()
@@ -117,7 +119,7 @@ class Backend:
         for i, reply in enumerate(replies):
             if isinstance(reply, NoScriptError):  # not run: safe to run again
                 replies[i] = client.execute_command(*_args(op.calls[i], sha=False))
-            elif isinstance(reply, Exception):
+            elif isinstance(reply, Exception) and not op.errors_as_replies:
                 raise reply
         return replies
 
@@ -135,6 +137,15 @@ def _args(call: Command | ScriptCall, *, sha: bool) -> tuple[Any, ...]:
         return call.args
     head = ("EVALSHA", call.script.sha) if sha else ("EVAL", call.script.source)
     return (*head, len(call.keys), *call.keys, *call.args)
+
+
+def dedicated_client(client: redis.Redis, name: str) -> redis.Redis:
+    """A client on the same server with its own connections, named ``name`` in CLIENT LIST
+    and without a read timeout (for blocking reads)."""
+    pool = client.connection_pool
+    kwargs = {**pool.connection_kwargs, "client_name": name, "socket_timeout": None}
+    own = redis.ConnectionPool(connection_class=pool.connection_class, max_connections=8, **kwargs)
+    return redis.Redis(connection_pool=own)
 
 
 _shared: dict[str, Backend] = {}

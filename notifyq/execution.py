@@ -12,6 +12,7 @@ import inspect
 import logging
 import os
 import random
+import re
 import socket
 import threading
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from typing import Any
 
 from . import codec, ops
 from .errors import CorruptRecord, JobCancelled, ValidationError
-from .keys import QueueKeys, check_queue_name
+from .keys import QueueKeys, check_job_id, check_queue_name
 
 Handler = Callable[..., Any]
 
@@ -151,7 +152,9 @@ def is_async(handler: Handler) -> bool:
 
 
 def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{ops.new_job_id()[:6]}"
+    """host:pid:random, in the characters a worker name may use (it is written into JSON)."""
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:64]
+    return f"{host}:{os.getpid()}:{ops.new_job_id()[:6]}"
 
 
 class WorkerBase:
@@ -186,7 +189,7 @@ class WorkerBase:
         self.concurrency = concurrency
         self.policy = Policy(lease, timeout, backoff[0], backoff[1], max_result)
         self.grace = grace
-        self.id = name or worker_id()
+        self.id = worker_id() if name is None else check_job_id(name)
         self.processed = 0
         self._takes_job, self._is_async = takes_job(handler), is_async(handler)
 

@@ -92,6 +92,17 @@ class QueueKeys:
         return f"{self.base}stats"
 
     @property
+    def events(self) -> str:
+        """STREAM of the queue's events (bounded, for catch-up), and the pub/sub channel of
+        the same name on which each event is also published."""
+        return f"{self.base}events"
+
+    @property
+    def config(self) -> str:
+        """HASH of queue settings read by the scripts (``events_maxlen``)."""
+        return f"{self.base}config"
+
+    @property
     def job_prefix(self) -> str:
         """Prefix of job hashes; scripts that discover ids build keys from it (same slot)."""
         return f"{self.base}job:"

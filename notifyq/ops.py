@@ -57,6 +57,7 @@ class ScriptCall:
 @dataclass(frozen=True, slots=True)
 class Pipeline:
     calls: Sequence[Command | ScriptCall]
+    errors_as_replies: bool = False  # hand error replies to the flow instead of raising
 
 
 Op = Command | ScriptCall | Pipeline
@@ -269,7 +270,7 @@ def dead_letters(keys: QueueKeys, start: int = 0, count: int = 100) -> Flow[list
 def requeue(keys: QueueKeys, job_id: str) -> Flow[bool]:
     job_id = check_job_id(job_id)
     done = yield ScriptCall(
-        scripts.REQUEUE, [keys.base, keys.job(job_id), keys.result(job_id)], [job_id]
+        scripts.REQUEUE, [keys.base, keys.job(job_id), keys.result(job_id)], [job_id, keys.queue]
     )
     return bool(done)
 
@@ -310,7 +311,7 @@ class Claim:
 
 
 def claim(keys: QueueKeys, worker_id: str, n: int, lease_ms: int) -> Flow[list[Claim]]:
-    reply = yield ScriptCall(scripts.CLAIM, [keys.base], [worker_id, n, lease_ms])
+    reply = yield ScriptCall(scripts.CLAIM, [keys.base], [worker_id, n, lease_ms, keys.queue])
     out = []
     for i in range(0, len(reply), 7):
         job_id, token, attempt, max_attempts, timeout_ms, payload, priority = reply[i : i + 7]
@@ -361,7 +362,8 @@ def settle(claim: Claim, how: str, body: str, retry_delay_ms: int = 0) -> Flow[s
 
 def set_progress(claim: Claim, value: str) -> Flow[bool]:
     keys = QueueKeys(claim.queue)
-    ok = yield ScriptCall(scripts.PROGRESS, [keys.job(claim.id)], [claim.token, value])
+    args = [claim.queue, claim.id, claim.token, value]
+    ok = yield ScriptCall(scripts.PROGRESS, [keys.base], args)
     return bool(ok)
 
 

@@ -2,6 +2,7 @@
 awaitable. Both share one core (``notifyq.ops`` and the Lua scripts); this package only
 moves bytes with ``redis.asyncio``."""
 
+from .. import signals
 from ..client import DEFAULT_WAIT_TIMEOUT
 from ..errors import (
     CorruptRecord,
@@ -17,6 +18,7 @@ from ..errors import (
     ValidationError,
 )
 from .client import Job, Queue
+from .listener import Listener
 from .worker import ActiveJob, Worker
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "JobCancelled",
     "JobFailed",
     "JobNotFound",
+    "Listener",
     "NotifyQError",
     "PayloadTooLarge",
     "Queue",
@@ -36,4 +39,5 @@ __all__ = [
     "SerializationError",
     "ValidationError",
     "Worker",
+    "signals",
 ]

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
-from .. import codec, ops
+from .. import codec, events, ops
 from ..client import DEFAULT_WAIT_TIMEOUT, JobBase, QueueBase
 from ..connection import resolve_url
 from ..errors import JobNotFound
@@ -130,6 +130,9 @@ class Queue(QueueBase):
 
     async def purge_dead(self) -> int:
         return await self._run(ops.purge_dead(self.keys))
+
+    async def set_events_maxlen(self, maxlen: int) -> None:
+        await self._run(events.set_events_maxlen(self.keys, maxlen))
 
     async def pause(self) -> None:
         await self._run(ops.pause(self.keys))

@@ -24,9 +24,11 @@ MAX_CONNECTIONS = 64
 class Backend:
     """One asyncio Redis client and one wait hub, shared by the queues of an event loop."""
 
-    def __init__(self, url: str, client: aioredis.Redis | None = None) -> None:
+    def __init__(
+        self, url: str, client: aioredis.Redis | None = None, *, owns_client: bool | None = None
+    ) -> None:
         self.url = url
-        self.owns_client = client is None
+        self.owns_client = client is None if owns_client is None else owns_client
         if client is None:
             pool = aioredis.BlockingConnectionPool.from_url(
                 url, max_connections=MAX_CONNECTIONS, timeout=None, **tcp_options(url)
@@ -73,7 +75,7 @@ class Backend:
         for i, reply in enumerate(replies):
             if isinstance(reply, NoScriptError):  # not run: safe to run again
                 replies[i] = await client.execute_command(*_args(op.calls[i], sha=False))
-            elif isinstance(reply, Exception):
+            elif isinstance(reply, Exception) and not op.errors_as_replies:
                 raise reply
         return replies
 
@@ -83,6 +85,17 @@ class Backend:
             self._hub = None
         if self.owns_client:  # a client you passed in stays yours to close
             await self.client.aclose()
+
+
+def dedicated_client(client: aioredis.Redis, name: str) -> aioredis.Redis:
+    """A client on the same server with its own connections, named ``name`` in CLIENT LIST
+    and without a read timeout (for blocking reads)."""
+    pool = client.connection_pool
+    kwargs = {**pool.connection_kwargs, "client_name": name, "socket_timeout": None}
+    own = aioredis.ConnectionPool(
+        connection_class=pool.connection_class, max_connections=8, **kwargs
+    )
+    return aioredis.Redis.from_pool(own)
 
 
 _shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Backend]] = (

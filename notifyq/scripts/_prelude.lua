@@ -5,7 +5,24 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local PRIORITY = {high = 1, normal = 2, low = 3}
+local DEFAULT_EVENTS_MAXLEN = 10000
+local events_maxlen = nil
+
+-- Emit an event: append it to the queue's bounded stream (catch-up) and publish it on the
+-- queue's events channel (low latency). ``extra`` is a JSON fragment: ',"result":{...}'.
+-- Returns the event id (the stream entry id).
+local function emit(base, queue, etype, id, attempt, now, extra)
+  if not events_maxlen then
+    events_maxlen = tonumber(redis.call('HGET', base .. 'config', 'events_maxlen'))
+      or DEFAULT_EVENTS_MAXLEN
+  end
+  local body = '"type":"' .. etype .. '","queue":"' .. queue .. '","id":"' .. id ..
+    '","attempt":' .. attempt .. ',"ts":' .. now .. extra
+  local eid = redis.call('XADD', base .. 'events', 'MAXLEN', '~', events_maxlen, '*',
+    'e', '{"v":1,' .. body .. '}')
+  redis.call('PUBLISH', base .. 'events', '{"v":1,"event_id":"' .. eid .. '",' .. body .. '}')
+  return eid
+end
 
 -- The terminal outcome of a job: the value of its result key and of its done message.
 -- Ids and queue names are validated to [A-Za-z0-9._:-], so they need no JSON escaping.
@@ -35,11 +52,20 @@ local function finish(base, queue, id, status, field, json, now)
   end
   redis.call('HINCRBY', base .. 'stats', status, 1)
   redis.call('PUBLISH', base .. 'done:' .. id, value)
+  emit(base, queue, status, id, attempt or 0, now, ',"' .. field .. '":' .. json)
   return value
 end
 
+-- An attempt failed: the "failed" event, then the caller's "retrying" or "dead".
+local function failed(base, queue, id, attempt, now, error_json, retry)
+  emit(base, queue, 'failed', id, attempt, now,
+    ',"retry":' .. tostring(retry) .. ',"error":' .. error_json)
+end
+
 local function dead(base, queue, id, error_json, now)
-  redis.call('HSET', base .. 'job:' .. id, 'error', error_json)
+  local job = base .. 'job:' .. id
+  redis.call('HSET', job, 'error', error_json)
+  failed(base, queue, id, redis.call('HGET', job, 'attempt') or 0, now, error_json, false)
   redis.call('LPUSH', base .. 'dead', id)
   return finish(base, queue, id, 'dead', 'error', error_json, now)
 end

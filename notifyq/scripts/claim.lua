@@ -1,9 +1,10 @@
 -- Claim up to N jobs: move each id from a pending list (high, normal, low) into the active
 -- set with a lease deadline, and give it a new fencing token.
--- KEYS[1] queue base; ARGV[1] worker id, ARGV[2] max jobs, ARGV[3] lease ms
+-- KEYS[1] queue base; ARGV[1] worker id, ARGV[2] max jobs, ARGV[3] lease ms, ARGV[4] queue
 -- Returns a flat list, 7 values per job:
 --   id, lease token, attempt, max_attempts, timeout_ms, payload, priority
 local base, worker, n, lease_ms = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local queue = ARGV[4]
 if redis.call('EXISTS', base .. 'paused') == 1 then return {} end
 local now = now_ms()
 local out = {}
@@ -23,6 +24,7 @@ while #out < n * 7 and li <= 3 do
       local attempt = redis.call('HINCRBY', job, 'attempt', 1)
       redis.call('HSET', job, 'state', 'active', 'worker', worker, 'started_at', now)
       redis.call('ZADD', base .. 'active', now + lease_ms, id)
+      emit(base, queue, 'started', id, attempt, now, ',"worker":"' .. worker .. '"')
       local max_attempts, timeout_ms, payload, priority = unpack(redis.call('HMGET', job,
         'max_attempts', 'timeout_ms', 'payload', 'priority'))
       out[#out + 1] = id

@@ -39,6 +39,9 @@ for i = 0, n - 1 do
       pushed = true
     end
     redis.call('HINCRBY', base .. 'stats', 'enqueued', 1)
+    local extra = ''
+    if delay > 0 then extra = ',"delay_ms":' .. delay end
+    emit(base, queue, 'enqueued', id, 0, now, extra)
     out[#out + 1] = {id, 1}
   end
 end

@@ -34,6 +34,9 @@ for _, id in ipairs(lapsed) do
     redis.call('HSET', job, 'state', 'queued', 'worker', '')
     redis.call('HINCRBY', base .. 'stats', 'lease_expired', 1)
     redis.call('RPUSH', base .. 'pending:' .. (priority or 'normal'), id)
+    failed(base, queue, id, attempt, now,
+      '{"type":"LeaseExpired","message":"worker lost its lease"}', true)
+    emit(base, queue, 'retrying', id, attempt, now, ',"delay_ms":0')
     requeued = requeued + 1
   end
 end

@@ -1,6 +1,10 @@
--- Record a running job's progress (fenced). KEYS[1] job hash;
--- ARGV[1] lease token, ARGV[2] progress JSON. Returns 1, or 0 if the lease is lost.
-local state, lease = unpack(redis.call('HMGET', KEYS[1], 'state', 'lease'))
-if state ~= 'active' or lease ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'progress', ARGV[2])
+-- Record a running job's progress (fenced) and emit a "progress" event.
+-- KEYS[1] queue base; ARGV[1] queue name, ARGV[2] job id, ARGV[3] lease token,
+-- ARGV[4] progress JSON. Returns 1, or 0 if the lease is lost.
+local base, queue, id = KEYS[1], ARGV[1], ARGV[2]
+local job = base .. 'job:' .. id
+local state, lease, attempt = unpack(redis.call('HMGET', job, 'state', 'lease', 'attempt'))
+if state ~= 'active' or lease ~= ARGV[3] then return 0 end
+redis.call('HSET', job, 'progress', ARGV[4])
+emit(base, queue, 'progress', id, attempt, now_ms(), ',"progress":' .. ARGV[4])
 return 1

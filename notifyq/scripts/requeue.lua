@@ -1,5 +1,5 @@
 -- Put a dead-lettered job back on its queue with fresh attempts.
--- KEYS[1] queue base, KEYS[2] job hash, KEYS[3] result key; ARGV[1] job id.
+-- KEYS[1] queue base, KEYS[2] job hash, KEYS[3] result key; ARGV[1] job id, ARGV[2] queue.
 -- Returns 1, or 0 when the job is not in the dead-letter list.
 local base, job, id = KEYS[1], KEYS[2], ARGV[1]
 if redis.call('LREM', base .. 'dead', 1, id) == 0 then return 0 end
@@ -13,4 +13,5 @@ redis.call('DEL', KEYS[3])
 redis.call('LPUSH', base .. 'pending:' .. priority, id)
 redis.call('HINCRBY', base .. 'stats', 'requeued', 1)
 wake(base)
+emit(base, ARGV[2], 'enqueued', id, 0, now_ms(), ',"requeued":"dead_letter"')
 return 1

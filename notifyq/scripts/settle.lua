@@ -23,6 +23,7 @@ elseif how == 'release' then
   redis.call('HINCRBY', job, 'attempt', -1)
   redis.call('RPUSH', base .. 'pending:' .. (priority or 'normal'), id)
   wake(base)
+  emit(base, queue, 'enqueued', id, tonumber(attempt) - 1, now, ',"requeued":"released"')
   return 'queued'
 end
 redis.call('HSET', job, 'error', ARGV[5])
@@ -31,6 +32,8 @@ if how == 'retry' and tonumber(attempt) < tonumber(max_attempts) then
   redis.call('ZREM', base .. 'active', id)
   redis.call('HSET', job, 'state', 'retrying', 'worker', '')
   redis.call('ZADD', base .. 'delayed', now + tonumber(ARGV[6]), id)
+  failed(base, queue, id, attempt, now, ARGV[5], true)
+  emit(base, queue, 'retrying', id, attempt, now, ',"delay_ms":' .. tonumber(ARGV[6]))
   return 'retrying'
 end
 dead(base, queue, id, ARGV[5], now)

@@ -1,0 +1,179 @@
+"""The asyncio listener: a task that reads queue events and sends the blinker signals.
+
+Same behaviour as ``notifyq.Listener`` (anonymous or named, catch-up, gap signal); async
+receivers are awaited, plain ones called in the loop (keep them quick)::
+
+    async with notifyq.asyncio.Listener(["orders"], name="billing"):
+        ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from .. import events as ev
+from ..errors import RedisUnavailable
+from ..events import Event
+from ..listener import RECLAIM_EVERY, ListenerBase
+from .client import Queue
+from .connection import Backend, dedicated_client, shared_backend
+
+log = logging.getLogger("notifyq.listener")
+
+
+class Listener(ListenerBase):
+    """Awaits the receivers of ``notifyq.signals`` for the events of ``queues``."""
+
+    def __init__(
+        self,
+        queues: str | Queue | Sequence[str | Queue],
+        name: str | None = None,
+        *,
+        url: str | None = None,
+        client: aioredis.Redis | None = None,
+        **settings: Any,
+    ) -> None:
+        super().__init__(queues, name, **settings)
+        first = queues if isinstance(queues, str | Queue) else queues[0]
+        if client is None and url is None and isinstance(first, Queue):
+            client, url = (first._own.client if first._own else None), first.url
+        self._client = client
+        self._url = url if client is not None else ev.resolve(url)
+        self._backend: Backend | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._pending, self._last_claim = True, 0.0
+        self._stopping, self._reading = False, False
+
+    @property
+    def label(self) -> str:
+        return f"notifyq-listener:{self.name or 'anonymous'}"
+
+    async def start(self) -> Listener:
+        """Subscribe (events from this moment on are delivered), then read in a task."""
+        await self._open()
+        self._task = asyncio.create_task(self._loop(), name=self.label)
+        return self
+
+    async def stop(self) -> None:
+        """Stop reading; the batch being handled finishes first (and is acknowledged)."""
+        self._stopping = True
+        if self._task is not None:
+            if self._reading:  # interrupt the blocking read, never a batch being handled
+                self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._backend is not None:
+            if self.name:
+                with contextlib.suppress(RedisUnavailable):
+                    await self._backend.run(ev.leave_group(self.queues, self.name, self.consumer))
+            await self._backend.close()
+            self._backend = None
+
+    async def __aenter__(self) -> Listener:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def run(self) -> None:
+        """Listen until cancelled."""
+        await self._open()
+        try:
+            await self._loop()
+        finally:
+            self._task = None
+            await self.stop()
+
+    async def _open(self) -> None:
+        self._stopping = False
+        base = Backend(self._url or "(client)", self._client) if self._client else None
+        base = base or shared_backend(self._url or "")
+        reader = dedicated_client(base.client, self.label)
+        self._backend = Backend(base.url, reader, owns_client=True)
+        await self._join()
+
+    async def _join(self) -> None:
+        assert self._backend is not None
+        if self.name:
+            await self._dispatch(await self._backend.run(ev.join_group(self.keys, self.name)))
+        elif not self._positions:
+            self._positions = await self._backend.run(ev.tail_ids(self.keys))
+
+    async def _loop(self) -> None:
+        assert self._backend is not None
+        delay = 0.05
+        self._pending, self._last_claim = True, time.monotonic()
+        while not self._stopping:
+            try:
+                self._reading = True
+                try:
+                    batch = await self._read()
+                finally:
+                    self._reading = False
+                await self._handle(batch)
+                delay = 0.05
+            except RedisUnavailable as exc:
+                log.warning("listener %s: %s; reconnecting in %.2fs", self.label, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                self._pending = True
+                with contextlib.suppress(RedisUnavailable):
+                    await self._resync()
+            except Exception:
+                log.exception("listener %s: unexpected error; continuing", self.label)
+                await asyncio.sleep(delay)
+
+    async def _read(self) -> list[Event]:
+        assert self._backend is not None
+        run = self._backend.run
+        if not self.name:
+            return await run(ev.read(self._positions, self.queues, self.batch, self.block_ms))
+        if time.monotonic() - self._last_claim > RECLAIM_EVERY:
+            self._last_claim = time.monotonic()
+            flow = ev.reclaim(self.queues, self.name, self.consumer, self.claim_after_ms)
+            if batch := await run(flow):
+                return batch
+        flow = ev.read_group(
+            self.queues, self.name, self.consumer, self.batch, self.block_ms, self._pending
+        )
+        batch = await run(flow)
+        self._pending = self._pending and bool(batch)
+        return batch
+
+    async def _resync(self) -> None:
+        assert self._backend is not None
+        if self.name:
+            await self._join()
+        else:
+            await self._dispatch(await self._backend.run(ev.trimmed(self._positions, self.queues)))
+
+    async def _handle(self, batch: list[Event]) -> None:
+        if not batch:
+            return
+        assert self._backend is not None
+        await self._dispatch(batch)
+        if self.name:
+            await self._backend.run(ev.ack(self.name, batch))
+        else:
+            for e in batch:
+                self._positions[ev.stream_of(e)] = e.event_id
+
+    async def _dispatch(self, batch: list[Event]) -> None:
+        for event in batch:
+            for receiver in self._receivers(event):
+                try:
+                    result = receiver(event.queue, event=event)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    log.exception("receiver %r failed on event %s", receiver, event.event_id)
+            self.handled += 1

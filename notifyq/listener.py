@@ -1,0 +1,195 @@
+"""The blocking listener: a thread that reads queue events and sends the blinker signals.
+
+    with notifyq.Listener(["orders"]):           # anonymous: live events from now on
+        ...
+    notifyq.Listener(["orders"], name="billing")  # named: durable, resumes where it left
+
+An anonymous listener reads each queue's event stream from its newest event; after a lost
+connection it resumes from the last event it saw (a ``gap`` signal says if the stream was
+trimmed past it). A named listener reads through a consumer group named after it: the
+checkpoint lives in Redis, a restart replays what was missed, events are acknowledged only
+after every receiver ran (at-least-once), and processes sharing the name share the events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from . import events as ev
+from . import signals
+from .client import Queue
+from .connection import Backend, dedicated_client, shared_backend
+from .errors import RedisUnavailable
+from .events import Event
+from .keys import QueueKeys, check_queue_name
+
+log = logging.getLogger("notifyq.listener")
+
+#: Seconds between looks for events that a dead member of the group never acknowledged.
+RECLAIM_EVERY = 5.0
+
+
+class ListenerBase:
+    """Settings and bookkeeping both listeners share; the loops live in each flavour."""
+
+    def __init__(
+        self,
+        queues: str | Any | Sequence[str | Any],
+        name: str | None = None,
+        *,
+        batch: int = 500,
+        block: float = 1.0,
+        claim_after: float = 30.0,
+    ) -> None:
+        if isinstance(queues, str) or hasattr(queues, "keys"):
+            queues = [queues]
+        names = [check_queue_name(q if isinstance(q, str) else q.name) for q in queues]
+        if not names:
+            raise ValueError("a listener needs at least one queue")
+        self.keys = [QueueKeys(n) for n in names]
+        self.queues = {k.events: k.queue for k in self.keys}  # stream -> queue name
+        self.name = None if name is None else ev.check_listener_name(name)
+        self.consumer = f"{self.name}:{ev.new_consumer_id()}" if self.name else ""
+        self.batch, self.block_ms = batch, max(1, round(block * 1000))
+        self.claim_after_ms = max(1, round(claim_after * 1000))
+        self.handled = 0  # events handed to receivers
+        self._positions: dict[str, str] = {}
+
+    def _receivers(self, event: Event) -> list[Any]:
+        sigs = [signals.BY_TYPE[event.type], signals.event]
+        return [r for s in sigs for r in s.receivers_for(event.queue)]
+
+
+class Listener(ListenerBase):
+    """Calls the receivers of ``notifyq.signals`` for the events of ``queues``, in a thread."""
+
+    def __init__(
+        self,
+        queues: str | Queue | Sequence[str | Queue],
+        name: str | None = None,
+        *,
+        url: str | None = None,
+        client: redis.Redis | None = None,
+        **settings: Any,
+    ) -> None:
+        super().__init__(queues, name, **settings)
+        first = queues if isinstance(queues, str | Queue) else queues[0]
+        base = client or (first.client if isinstance(first, Queue) and url is None else None)
+        backend = Backend(url or "(client)", base) if base else shared_backend(url)
+        reader = dedicated_client(backend.client, self.label)
+        self._backend = Backend(backend.url, reader, owns_client=True)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pending, self._last_claim = True, 0.0
+
+    @property
+    def label(self) -> str:
+        """CLIENT SETNAME of the listener's connection."""
+        return f"notifyq-listener:{self.name or 'anonymous'}"
+
+    def start(self) -> Listener:
+        """Subscribe (events from this moment on are delivered), then read in a thread."""
+        self._stop.clear()
+        self._join()
+        self._thread = threading.Thread(target=self._loop, name=self.label, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop reading; events being handled finish first (and are acknowledged)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self.name:
+            with contextlib.suppress(RedisUnavailable):
+                self._backend.run(ev.leave_group(self.queues, self.name, self.consumer))
+        self._backend.close()
+
+    def __enter__(self) -> Listener:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def run(self) -> None:
+        """Listen in this thread until ``stop()`` is called from another."""
+        self._stop.clear()
+        self._join()
+        self._loop()
+
+    # ------------------------------------------------------------ reading
+
+    def _join(self) -> None:
+        if self.name:
+            self._dispatch(self._backend.run(ev.join_group(self.keys, self.name)))
+        elif not self._positions:
+            self._positions = self._backend.run(ev.tail_ids(self.keys))
+
+    def _loop(self) -> None:
+        delay = 0.05
+        self._pending, self._last_claim = True, time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self._handle(self._read())
+                delay = 0.05
+            except RedisUnavailable as exc:
+                log.warning("listener %s: %s; reconnecting in %.2fs", self.label, exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+                self._pending = True
+                with contextlib.suppress(RedisUnavailable):
+                    self._resync()
+            except Exception:
+                log.exception("listener %s: unexpected error; continuing", self.label)
+                self._stop.wait(delay)
+
+    def _read(self) -> list[Event]:
+        if not self.name:
+            return self._backend.run(
+                ev.read(self._positions, self.queues, self.batch, self.block_ms)
+            )
+        if time.monotonic() - self._last_claim > RECLAIM_EVERY:
+            self._last_claim = time.monotonic()
+            flow = ev.reclaim(self.queues, self.name, self.consumer, self.claim_after_ms)
+            if batch := self._backend.run(flow):
+                return batch
+        flow = ev.read_group(
+            self.queues, self.name, self.consumer, self.batch, self.block_ms, self._pending
+        )
+        batch = self._backend.run(flow)
+        self._pending = self._pending and bool(batch)  # our unacknowledged first, then new
+        return batch
+
+    def _resync(self) -> None:
+        """After a reconnect: re-join the group, or report streams trimmed past us."""
+        if self.name:
+            self._join()
+        else:
+            self._dispatch(self._backend.run(ev.trimmed(self._positions, self.queues)))
+
+    def _handle(self, batch: list[Event]) -> None:
+        if not batch:
+            return
+        self._dispatch(batch)
+        if self.name:
+            self._backend.run(ev.ack(self.name, batch))
+        else:
+            for e in batch:
+                self._positions[ev.stream_of(e)] = e.event_id
+
+    def _dispatch(self, batch: list[Event]) -> None:
+        for event in batch:
+            for receiver in self._receivers(event):
+                try:
+                    receiver(event.queue, event=event)
+                except Exception:
+                    log.exception("receiver %r failed on event %s", receiver, event.event_id)
+            self.handled += 1
