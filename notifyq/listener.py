@@ -63,7 +63,9 @@ class ListenerBase:
         self._positions: dict[str, str] = {}
 
     def _receivers(self, event: Event) -> list[Any]:
-        sigs = [signals.BY_TYPE[event.type], signals.event]
+        sigs = (
+            [signals.gap] if event.type == "gap" else [signals.BY_TYPE[event.type], signals.event]
+        )
         return [r for s in sigs for r in s.receivers_for(event.queue)]
 
 

@@ -7,8 +7,9 @@
         print(sender, event.job_id, event.result)
 
 Receivers are called as ``receiver(sender, event=event)`` by a running ``Listener``; one
-that raises is logged and the others still run. ``event`` fires for every event and
-``gap`` when a listener finds the stream trimmed past its position. The signals are
+that raises is logged and the others still run. ``event`` fires for every job event
+(not for ``gap``, which a listener sends when it finds the stream trimmed past its
+position). The signals are
 process-wide: two listeners on one queue in one process deliver each event twice.
 
 ``connect_via`` keeps a strong reference; plain ``connect(fn)`` keeps a *weak* one, which
@@ -30,7 +31,7 @@ retrying: Signal = _ns.signal("notifyq.retrying", doc="a failed job will run aga
 dead: Signal = _ns.signal("notifyq.dead", doc="a job failed for good: dead-lettered")
 cancelled: Signal = _ns.signal("notifyq.cancelled", doc="a job was cancelled")
 gap: Signal = _ns.signal("notifyq.gap", doc="events may be missing: the stream was trimmed")
-event: Signal = _ns.signal("notifyq.event", doc="every event, whatever its type")
+event: Signal = _ns.signal("notifyq.event", doc="every job event, whatever its type")
 
 BY_TYPE: dict[str, Signal] = {
     "enqueued": enqueued,
