@@ -38,6 +38,7 @@ class Event:
     ts: int  # server time, ms since the epoch
     event_id: str  # the stream entry id: ordered, unique per queue
     data: dict[str, Any] = field(repr=False)
+    seq: int = 0  # 1, 2, 3... per queue, with no holes: a skipped number is a lost event
 
     @property
     def result(self) -> Any:
@@ -66,6 +67,7 @@ def parse(queue: str, event_id: str, raw: bytes | str) -> Event:
         ts=int(data.get("ts", 0)),
         event_id=event_id,
         data=data,
+        seq=int(data.get("seq", 0)),
     )
 
 
@@ -125,37 +127,45 @@ def _entries(
 # ---------------------------------------------------------------- anonymous listeners
 
 
-def tail_ids(keys: Sequence[QueueKeys]) -> Flow[dict[str, str]]:
-    """The id of the newest event of each queue ('0-0' if none): where live reading starts."""
-    replies = yield Pipeline([Command("XREVRANGE", k.events, "+", "-", "COUNT", 1) for k in keys])
-    return {
-        k.events: (text(r[0][0]) or "0-0") if r else "0-0"
-        for k, r in zip(keys, replies, strict=True)
-    }
+@dataclass(slots=True)
+class Position:
+    """Where an anonymous listener is in one stream: the last event id and its seq."""
+
+    event_id: str = "0-0"
+    seq: int = 0
+
+
+def tail(keys: Sequence[QueueKeys]) -> Flow[dict[str, Position]]:
+    """The newest event of each queue: where live reading starts."""
+    replies = yield Pipeline(
+        [Command("XREVRANGE", k.events, "+", "-", "COUNT", 1) for k in keys]
+        + [Command("HGET", k.config, "seq") for k in keys]
+    )
+    out = {}
+    for k, newest, seq in zip(keys, replies[: len(keys)], replies[len(keys) :], strict=True):
+        event_id = (text(newest[0][0]) if newest else None) or "0-0"
+        out[k.events] = Position(event_id, int(seq or 0))
+    return out
+
+
+def advance(positions: dict[str, Position], batch: list[Event]) -> list[Event]:
+    """Move the positions past ``batch``; gap events for any seq skipped before it."""
+    gaps = []
+    for event in batch:
+        pos = positions[stream_of(event)]
+        if pos.seq and event.seq > pos.seq + 1:
+            gaps.append(gap_event(event.queue, event.seq - pos.seq - 1, pos.event_id))
+        pos.event_id, pos.seq = event.event_id, max(pos.seq, event.seq)
+    return gaps
 
 
 def read(
-    positions: dict[str, str], queues: dict[str, str], count: int, block_ms: int
+    positions: dict[str, Position], queues: dict[str, str], count: int, block_ms: int
 ) -> Flow[list[Event]]:
     """Events after each stream's position, waiting up to ``block_ms`` for the first."""
-    streams = list(positions)
-    reply = yield Command(
-        "XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", *streams, *positions.values()
-    )
+    ids = [p.event_id for p in positions.values()]
+    reply = yield Command("XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", *positions, *ids)
     return _entries(reply, queues)
-
-
-def trimmed(positions: dict[str, str], queues: dict[str, str]) -> Flow[list[Event]]:
-    """Gap events for streams trimmed past a position (events after it may be lost)."""
-    streams = [s for s, pos in positions.items() if pos != "0-0"]
-    if not streams:
-        return []
-    firsts = yield Pipeline([Command("XRANGE", s, "-", "+", "COUNT", 1) for s in streams])
-    gaps = []
-    for stream, first in zip(streams, firsts, strict=True):
-        if first and _id(text(first[0][0]) or "0-0") > _id(positions[stream]):
-            gaps.append(gap_event(queues[stream], None, positions[stream]))
-    return gaps
 
 
 def _id(event_id: str) -> tuple[int, int]:
@@ -166,19 +176,28 @@ def _id(event_id: str) -> tuple[int, int]:
 # ---------------------------------------------------------------- named listeners
 
 
-def join_group(keys: Sequence[QueueKeys], group: str) -> Flow[list[Event]]:
-    """Create the listener's group on each stream (new groups start at the newest event)
-    and return gap events where the stream was trimmed past the group's position."""
+def join_group(keys: Sequence[QueueKeys], group: str) -> Flow[None]:
+    """Create the listener's group on each stream; a new group starts at the newest event.
+    (Whether the stream was trimmed past an existing group is checked with every read.)"""
     yield Pipeline([ScriptCall(scripts.JOIN_GROUP, [k.events], [group]) for k in keys])
-    infos = yield Pipeline(
-        [Command("XINFO", "STREAM", k.events) for k in keys]
-        + [Command("XINFO", "GROUPS", k.events) for k in keys]
-    )
+
+
+def _group_infos(keys: Sequence[QueueKeys]) -> list[Command]:
+    return [Command("XINFO", "STREAM", k.events) for k in keys] + [
+        Command("XINFO", "GROUPS", k.events) for k in keys
+    ]
+
+
+def _gaps_from(keys: Sequence[QueueKeys], group: str, infos: list[Any]) -> list[Event]:
     gaps = []
     for k, stream, groups in zip(keys, infos[: len(keys)], infos[len(keys) :], strict=True):
+        if isinstance(stream, Exception) or isinstance(groups, Exception):
+            continue  # no stream yet: nothing to miss
         mine = next((g for g in map(_info, groups) if text(g.get("name")) == group), None)
-        missing = _missing(_info(stream), mine)
-        if missing and mine is not None:
+        if mine is None:
+            continue
+        trimmed, missing = _missing(_info(stream), mine)
+        if trimmed:
             gaps.append(gap_event(k.queue, missing, text(mine.get("last-delivered-id")) or ""))
     return gaps
 
@@ -189,36 +208,55 @@ def _info(reply: Any) -> dict[str, Any]:
     return {str(text(reply[i])): reply[i + 1] for i in range(0, len(reply), 2)}
 
 
-def _missing(stream: dict[str, Any], mine: dict[str, Any] | None) -> int | None:
-    """Events trimmed away before the group read them (None if the server cannot say)."""
-    if mine is None:
-        return None
+def _missing(stream: dict[str, Any], mine: dict[str, Any]) -> tuple[bool, int | None]:
+    """Was the stream trimmed past the group's position, and how many events did the group
+    never read (None if the server cannot say)?"""
     first = stream.get("first-entry")
-    added, read_ = stream.get("entries-added"), mine.get("entries-read")
-    if not first or added is None or read_ is None:
-        return None
     delivered = text(mine.get("last-delivered-id")) or "0-0"
-    if _id(text(first[0]) or "0-0") <= _id(delivered):
-        return 0
-    return max(0, int(added) - int(read_) - int(stream.get("length", 0)))
+    if not first or _id(text(first[0]) or "0-0") <= _id(delivered):
+        return False, 0  # the group's position is still in the stream
+    added, read_ = stream.get("entries-added"), mine.get("entries-read")
+    if added is None:
+        return True, None
+    removed = int(added) - int(stream.get("length", 0))  # trimmed away, ever
+    if delivered == "0-0":
+        return removed > 0, removed  # it has read nothing: it missed all that went
+    if read_ is None:
+        return True, None
+    missing = removed - int(read_)
+    return missing > 0, max(0, missing)
+
+
+class GroupLost(Exception):
+    """The listener's group is gone (the stream was deleted, or the server lost its data)."""
 
 
 def read_group(
-    queues: dict[str, str], group: str, consumer: str, count: int, block_ms: int, pending: bool
+    keys: Sequence[QueueKeys], group: str, consumer: str, count: int, block_ms: int, pending: bool
 ) -> Flow[list[Event]]:
-    """The group's next events for this consumer; with ``pending``, the ones it was given
-    before but never acknowledged (after a reconnect or a restart with the same name)."""
+    """The group's next events for this consumer, after gap events if the stream was
+    trimmed past the group's position (checked in the same round trip, before reading).
+    With ``pending``: the events it was given before but never acknowledged."""
+    queues = {k.events: k.queue for k in keys}
     streams = list(queues)
-    ids = ["0" if pending else ">"] * len(streams)
     args: list[Any] = ["XREADGROUP", "GROUP", group, consumer, "COUNT", count]
     if not pending:
         args += ["BLOCK", block_ms]
-    reply = yield Command(*args, "STREAMS", *streams, *ids)
+    ids = ["0" if pending else ">"] * len(streams)
+    checks = [] if pending else _group_infos(keys)  # a gap matters before reading new ones
+    replies = yield Pipeline(
+        [*checks, Command(*args, "STREAMS", *streams, *ids)], errors_as_replies=True
+    )
+    reply = replies[-1]
+    if isinstance(reply, Exception):
+        if "NOGROUP" in str(reply):
+            raise GroupLost(str(reply))
+        raise reply
     deleted: list[tuple[str, str]] = []
     events = _entries(reply, queues, deleted)
     if deleted:  # trimmed while pending: nothing left to deliver, clear them
         yield Pipeline([Command("XACK", s, group, i) for s, i in deleted])
-    return events
+    return (_gaps_from(keys, group, replies[:-1]) if checks else []) + events
 
 
 def ack(group: str, events: Iterable[Event]) -> Flow[None]:

@@ -16,8 +16,9 @@ PREFIX = "nq"
 
 #: Queue names: letters, digits, ``.``, ``_``, ``-``; 1 to 64 characters.
 QUEUE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
-#: Job ids (generated or given): letters, digits, ``.``, ``_``, ``-``, ``:``; 1 to 128.
-JOB_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+#: Job ids (generated or given): letters, digits, ``.``, ``_``, ``-``, ``:``; 1 to 128; not
+#: starting with ``-`` (it would read as an option on a command line).
+JOB_ID = re.compile(r"[A-Za-z0-9._:][A-Za-z0-9._:-]{0,127}")
 
 PRIORITIES = ("high", "normal", "low")
 
@@ -33,7 +34,8 @@ def check_queue_name(name: object) -> str:
 def check_job_id(job_id: object) -> str:
     if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
         raise ValidationError(
-            f"invalid job id {job_id!r}: use 1-128 characters from A-Z a-z 0-9 . _ : -"
+            f"invalid job id {job_id!r}: use 1-128 characters from A-Z a-z 0-9 . _ : - "
+            "(not starting with -)"
         )
     return job_id
 

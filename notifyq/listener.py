@@ -59,8 +59,8 @@ class ListenerBase:
         self.consumer = f"{self.name}:{ev.new_consumer_id()}" if self.name else ""
         self.batch, self.block_ms = batch, max(1, round(block * 1000))
         self.claim_after_ms = max(1, round(claim_after * 1000))
-        self.handled = 0  # events handed to receivers
-        self._positions: dict[str, str] = {}
+        self.handled = 0  # job events handed to receivers (gap signals not counted)
+        self._positions: dict[str, ev.Position] = {}
 
     def _receivers(self, event: Event) -> list[Any]:
         sigs = (
@@ -131,9 +131,9 @@ class Listener(ListenerBase):
 
     def _join(self) -> None:
         if self.name:
-            self._dispatch(self._backend.run(ev.join_group(self.keys, self.name)))
+            self._backend.run(ev.join_group(self.keys, self.name))
         elif not self._positions:
-            self._positions = self._backend.run(ev.tail_ids(self.keys))
+            self._positions = self._backend.run(ev.tail(self.keys))
 
     def _loop(self) -> None:
         delay = 0.05
@@ -142,6 +142,10 @@ class Listener(ListenerBase):
             try:
                 self._handle(self._read())
                 delay = 0.05
+            except ev.GroupLost:
+                log.warning("listener %s: its group is gone; joining again", self.label)
+                with contextlib.suppress(RedisUnavailable):
+                    self._join()
             except RedisUnavailable as exc:
                 log.warning("listener %s: %s; reconnecting in %.2fs", self.label, exc, delay)
                 self._stop.wait(delay)
@@ -164,28 +168,26 @@ class Listener(ListenerBase):
             if batch := self._backend.run(flow):
                 return batch
         flow = ev.read_group(
-            self.queues, self.name, self.consumer, self.batch, self.block_ms, self._pending
+            self.keys, self.name, self.consumer, self.batch, self.block_ms, self._pending
         )
         batch = self._backend.run(flow)
-        self._pending = self._pending and bool(batch)  # our unacknowledged first, then new
+        self._pending = self._pending and any(e.type != "gap" for e in batch)
         return batch
 
     def _resync(self) -> None:
-        """After a reconnect: re-join the group, or report streams trimmed past us."""
+        """After a reconnect: a named listener re-joins its group (reporting any gap); an
+        anonymous one resumes from its positions (``advance`` reports any gap)."""
         if self.name:
             self._join()
-        else:
-            self._dispatch(self._backend.run(ev.trimmed(self._positions, self.queues)))
 
     def _handle(self, batch: list[Event]) -> None:
         if not batch:
             return
-        self._dispatch(batch)
         if self.name:
-            self._backend.run(ev.ack(self.name, batch))
+            self._dispatch(batch)
+            self._backend.run(ev.ack(self.name, [e for e in batch if e.type != "gap"]))
         else:
-            for e in batch:
-                self._positions[ev.stream_of(e)] = e.event_id
+            self._dispatch(ev.advance(self._positions, batch) + batch)
 
     def _dispatch(self, batch: list[Event]) -> None:
         for event in batch:
@@ -194,4 +196,5 @@ class Listener(ListenerBase):
                     receiver(event.queue, event=event)
                 except Exception:
                     log.exception("receiver %r failed on event %s", receiver, event.event_id)
-            self.handled += 1
+            if event.type != "gap":
+                self.handled += 1

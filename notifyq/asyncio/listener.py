@@ -104,9 +104,9 @@ class Listener(ListenerBase):
     async def _join(self) -> None:
         assert self._backend is not None
         if self.name:
-            await self._dispatch(await self._backend.run(ev.join_group(self.keys, self.name)))
+            await self._backend.run(ev.join_group(self.keys, self.name))
         elif not self._positions:
-            self._positions = await self._backend.run(ev.tail_ids(self.keys))
+            self._positions = await self._backend.run(ev.tail(self.keys))
 
     async def _loop(self) -> None:
         assert self._backend is not None
@@ -121,6 +121,10 @@ class Listener(ListenerBase):
                     self._reading = False
                 await self._handle(batch)
                 delay = 0.05
+            except ev.GroupLost:
+                log.warning("listener %s: its group is gone; joining again", self.label)
+                with contextlib.suppress(RedisUnavailable):
+                    await self._join()
             except RedisUnavailable as exc:
                 log.warning("listener %s: %s; reconnecting in %.2fs", self.label, exc, delay)
                 await asyncio.sleep(delay)
@@ -143,29 +147,25 @@ class Listener(ListenerBase):
             if batch := await run(flow):
                 return batch
         flow = ev.read_group(
-            self.queues, self.name, self.consumer, self.batch, self.block_ms, self._pending
+            self.keys, self.name, self.consumer, self.batch, self.block_ms, self._pending
         )
         batch = await run(flow)
-        self._pending = self._pending and bool(batch)
+        self._pending = self._pending and any(e.type != "gap" for e in batch)
         return batch
 
     async def _resync(self) -> None:
-        assert self._backend is not None
         if self.name:
             await self._join()
-        else:
-            await self._dispatch(await self._backend.run(ev.trimmed(self._positions, self.queues)))
 
     async def _handle(self, batch: list[Event]) -> None:
         if not batch:
             return
         assert self._backend is not None
-        await self._dispatch(batch)
         if self.name:
-            await self._backend.run(ev.ack(self.name, batch))
+            await self._dispatch(batch)
+            await self._backend.run(ev.ack(self.name, [e for e in batch if e.type != "gap"]))
         else:
-            for e in batch:
-                self._positions[ev.stream_of(e)] = e.event_id
+            await self._dispatch(ev.advance(self._positions, batch) + batch)
 
     async def _dispatch(self, batch: list[Event]) -> None:
         for event in batch:
@@ -176,4 +176,5 @@ class Listener(ListenerBase):
                         await result
                 except Exception:
                     log.exception("receiver %r failed on event %s", receiver, event.event_id)
-            self.handled += 1
+            if event.type != "gap":
+                self.handled += 1

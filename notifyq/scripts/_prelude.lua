@@ -16,8 +16,11 @@ local function emit(base, queue, etype, id, attempt, now, extra)
     events_maxlen = tonumber(redis.call('HGET', base .. 'config', 'events_maxlen'))
       or DEFAULT_EVENTS_MAXLEN
   end
+  -- seq numbers a queue's events 1, 2, 3...: a reader that sees one skipped knows the
+  -- stream was trimmed past it
+  local seq = redis.call('HINCRBY', base .. 'config', 'seq', 1)
   local body = '"type":"' .. etype .. '","queue":"' .. queue .. '","id":"' .. id ..
-    '","attempt":' .. attempt .. ',"ts":' .. now .. extra
+    '","attempt":' .. attempt .. ',"ts":' .. now .. ',"seq":' .. seq .. extra
   local eid = redis.call('XADD', base .. 'events', 'MAXLEN', '~', events_maxlen, '*',
     'e', '{"v":1,' .. body .. '}')
   redis.call('PUBLISH', base .. 'events', '{"v":1,"event_id":"' .. eid .. '",' .. body .. '}')

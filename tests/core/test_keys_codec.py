@@ -37,7 +37,7 @@ def test_bad_queue_names_are_refused(bad: object) -> None:
         check_queue_name(bad)
 
 
-@pytest.mark.parametrize("bad", ["", "a/b", "{x}", "a" * 129, None])
+@pytest.mark.parametrize("bad", ["", "a/b", "{x}", "-x", "a" * 129, None])
 def test_bad_job_ids_are_refused(bad: object) -> None:
     with pytest.raises(ValidationError, match="invalid job id"):
         check_job_id(bad)

@@ -14,7 +14,7 @@ from notifyq.errors import (
     ResultNotReady,
     ValidationError,
 )
-from notifyq.keys import QueueKeys
+from notifyq.keys import QueueKeys, check_job_id
 from notifyq.ops import Command, Pipeline, ScriptCall
 
 K = QueueKeys("q")
@@ -109,6 +109,6 @@ def test_backoff_is_bounded_and_grows(attempt: int, base: float, cap: float, ran
 
 
 def test_new_job_ids_are_valid_and_distinct() -> None:
-    ids = {ops.new_job_id() for _ in range(1000)}
-    assert len(ids) == 1000
-    assert all(len(i) == 16 for i in ids)
+    ids = {ops.new_job_id() for _ in range(5000)}
+    assert len(ids) == 5000
+    assert all(len(i) == 16 and check_job_id(i) == i and "-" not in i for i in ids)

@@ -245,3 +245,41 @@ def test_named_listener_catches_up_after_a_server_restart(
         queue._backend.close()
         server.stop()
     assert os.path.exists(tmp_path / "v")
+
+
+def test_gap_while_connected(queue: Queue, collect: Callable) -> None:
+    """An anonymous listener that stays connected while one call trims the stream past it
+    is told exactly how many events it missed."""
+    queue.set_events_maxlen(1)
+    gaps, got = collect(signals.gap, queue.name), collect(signals.enqueued, queue.name)
+    with notifyq.Listener(queue):
+        queue.enqueue(0)
+        eventually(lambda: len(got) == 1)  # caught up, blocked on its read
+        queue.enqueue_many(list(range(1000)))  # one script call: trims past the listener
+        eventually(lambda: sum(g.data["missing"] for g in gaps) + len(got) == 1001)
+    assert gaps and all(g.data["missing"] > 0 for g in gaps)
+
+
+def test_gap_when_a_named_listener_falls_behind(queue: Queue, collect: Callable) -> None:
+    """A named listener whose receiver is slow while the stream is trimmed past its
+    checkpoint gets a gap signal with the count, and nothing is counted twice."""
+    queue.set_events_maxlen(1)
+    gaps, got = collect(signals.gap, queue.name), collect(signals.enqueued, queue.name)
+    gate, inside = threading.Event(), threading.Event()
+
+    def slow(sender: str, event: notifyq.Event) -> None:
+        inside.set()
+        gate.wait(30)
+
+    signals.enqueued.connect(slow, sender=queue.name, weak=False)
+    try:
+        with notifyq.Listener(queue, "slowpoke"):
+            queue.enqueue(0)
+            assert inside.wait(10)  # the listener is busy with the first event
+            queue.enqueue_many(list(range(1000)))
+            gate.set()
+            eventually(lambda: sum(g.data["missing"] for g in gaps) + len(got) == 1001)
+    finally:
+        signals.enqueued.disconnect(slow)
+    [gap] = gaps
+    assert gap.data["missing"] > 0
