@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import redis
 
-from . import codec, events, ops, signals
+from . import codec, events, ops, signals, tokens
 from .connection import Backend, shared_backend
 from .errors import JobNotFound, ValidationError
 from .keys import QueueKeys, check_job_id, check_queue_name
@@ -34,6 +34,11 @@ class JobBase:
     def queue(self) -> str:
         """The name of the job's queue."""
         return self._queue.name  # type: ignore[no-any-return]
+
+    def token(self, ttl: float = 3600, *, secret: bytes | None = None) -> str:
+        """A token a browser can use to follow this job (and nothing else) for ``ttl``
+        seconds. Signed with ``secret``, by default ``NOTIFYQ_SECRET``."""
+        return tokens.issue(secret or tokens.secret_from_env(), self.queue, self.id, ttl=ttl)
 
     def __repr__(self) -> str:
         return f"Job({self.queue!r}, {self.id!r})"
@@ -101,6 +106,10 @@ class QueueBase:
         """Validate every payload first (nothing is written if one is bad), then batch."""
         specs = [self._spec(p, **options) for p in payloads]
         return [specs[i : i + size] for i in range(0, len(specs), size)]
+
+    def token(self, ttl: float = 3600, *, secret: bytes | None = None) -> str:
+        """A token for this queue's dashboard: all its events and jobs, for ``ttl`` s."""
+        return tokens.issue(secret or tokens.secret_from_env(), self.name, ttl=ttl)
 
     def on(self, event_type: str) -> Callable[[F], F]:
         """Decorator: call ``fn(sender, event=event)`` for this queue's events of a type
