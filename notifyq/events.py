@@ -96,7 +96,9 @@ def new_consumer_id() -> str:
 
 def check_listener_name(name: str) -> str:
     if not isinstance(name, str) or not JOB_ID.fullmatch(name):
-        raise ValidationError(f"invalid listener name {name!r}: 1-128 of A-Z a-z 0-9 . _ : -")
+        raise ValidationError(
+            f"invalid listener name {name!r}: 1-128 of A-Z a-z 0-9 . _ : - (not starting with -)"
+        )
     return name
 
 
@@ -153,7 +155,7 @@ def advance(positions: dict[str, Position], batch: list[Event]) -> list[Event]:
     gaps = []
     for event in batch:
         pos = positions[stream_of(event)]
-        if pos.seq and event.seq > pos.seq + 1:
+        if event.seq > pos.seq + 1:  # seq 0: the queue had no event yet, 1 comes next
             gaps.append(gap_event(event.queue, event.seq - pos.seq - 1, pos.event_id))
         pos.event_id, pos.seq = event.event_id, max(pos.seq, event.seq)
     return gaps
@@ -176,10 +178,12 @@ def _id(event_id: str) -> tuple[int, int]:
 # ---------------------------------------------------------------- named listeners
 
 
-def join_group(keys: Sequence[QueueKeys], group: str) -> Flow[None]:
-    """Create the listener's group on each stream; a new group starts at the newest event.
-    (Whether the stream was trimmed past an existing group is checked with every read.)"""
-    yield Pipeline([ScriptCall(scripts.JOIN_GROUP, [k.events], [group]) for k in keys])
+def join_group(keys: Sequence[QueueKeys], group: str, start: str = "$") -> Flow[None]:
+    """Create the listener's group on each stream where it is missing, at ``start``: the
+    newest event ("$") for a new listener, the oldest ("0") for one whose group was lost
+    (whatever the stream now holds came after the loss). Whether the stream was trimmed
+    past an existing group is checked with every read."""
+    yield Pipeline([ScriptCall(scripts.JOIN_GROUP, [k.events], [group, start]) for k in keys])
 
 
 def _group_infos(keys: Sequence[QueueKeys]) -> list[Command]:
@@ -247,16 +251,30 @@ def read_group(
     replies = yield Pipeline(
         [*checks, Command(*args, "STREAMS", *streams, *ids)], errors_as_replies=True
     )
-    reply = replies[-1]
-    if isinstance(reply, Exception):
-        if "NOGROUP" in str(reply):
-            raise GroupLost(str(reply))
-        raise reply
+    reply = _group_reply(replies[-1])
     deleted: list[tuple[str, str]] = []
     events = _entries(reply, queues, deleted)
-    if deleted:  # trimmed while pending: nothing left to deliver, clear them
+    gaps = _gaps_from(keys, group, replies[:-1]) if checks else []
+    if deleted:  # trimmed while pending: lost before they were handled
+        gaps += _deleted_gaps(queues, deleted)
         yield Pipeline([Command("XACK", s, group, i) for s, i in deleted])
-    return (_gaps_from(keys, group, replies[:-1]) if checks else []) + events
+    return gaps + events
+
+
+def _group_reply(reply: Any) -> Any:
+    """A group read's reply; ``GroupLost`` when its group or stream is gone."""
+    if isinstance(reply, Exception):
+        if any(code in str(reply) for code in ("NOGROUP", "UNBLOCKED")):
+            raise GroupLost(str(reply))
+        raise reply
+    return reply
+
+
+def _deleted_gaps(queues: dict[str, str], deleted: Iterable[tuple[str, str]]) -> list[Event]:
+    counts: dict[str, list[str]] = {}
+    for stream, entry_id in deleted:
+        counts.setdefault(stream, []).append(entry_id)
+    return [gap_event(queues[s], len(ids), ids[0]) for s, ids in counts.items()]
 
 
 def ack(group: str, events: Iterable[Event]) -> Flow[None]:
@@ -274,11 +292,18 @@ def reclaim(
     (it died) once they have been idle ``idle_ms``."""
     streams = list(queues)
     replies = yield Pipeline(
-        [Command("XAUTOCLAIM", s, group, consumer, idle_ms, "0-0", "COUNT", count) for s in streams]
+        [
+            Command("XAUTOCLAIM", s, group, consumer, idle_ms, "0-0", "COUNT", count)
+            for s in streams
+        ],
+        errors_as_replies=True,
     )
     events: list[Event] = []
     for stream, reply in zip(streams, replies, strict=True):
+        reply = _group_reply(reply)
         events += _entries([(stream, reply[1])], queues)
+        if len(reply) > 2 and reply[2]:  # trimmed before anyone handled them
+            events = _deleted_gaps(queues, [(stream, text(i) or "") for i in reply[2]]) + events
     return events
 
 

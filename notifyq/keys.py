@@ -101,7 +101,8 @@ class QueueKeys:
 
     @property
     def config(self) -> str:
-        """HASH of queue settings read by the scripts (``events_maxlen``)."""
+        """HASH of queue settings and counters used by the scripts: ``events_maxlen``, and
+        ``seq``, the number of the queue's last event."""
         return f"{self.base}config"
 
     @property

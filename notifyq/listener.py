@@ -144,8 +144,9 @@ class Listener(ListenerBase):
                 delay = 0.05
             except ev.GroupLost:
                 log.warning("listener %s: its group is gone; joining again", self.label)
+                assert self.name is not None
                 with contextlib.suppress(RedisUnavailable):
-                    self._join()
+                    self._backend.run(ev.join_group(self.keys, self.name, start="0"))
             except RedisUnavailable as exc:
                 log.warning("listener %s: %s; reconnecting in %.2fs", self.label, exc, delay)
                 self._stop.wait(delay)
@@ -175,10 +176,11 @@ class Listener(ListenerBase):
         return batch
 
     def _resync(self) -> None:
-        """After a reconnect: a named listener re-joins its group (reporting any gap); an
-        anonymous one resumes from its positions (``advance`` reports any gap)."""
+        """After a reconnect: a named listener re-joins its group if it was lost (at its
+        oldest event); an anonymous one resumes from its positions (``advance`` reports
+        any gap)."""
         if self.name:
-            self._join()
+            self._backend.run(ev.join_group(self.keys, self.name, start="0"))
 
     def _handle(self, batch: list[Event]) -> None:
         if not batch:

@@ -123,8 +123,9 @@ class Listener(ListenerBase):
                 delay = 0.05
             except ev.GroupLost:
                 log.warning("listener %s: its group is gone; joining again", self.label)
+                assert self.name is not None
                 with contextlib.suppress(RedisUnavailable):
-                    await self._join()
+                    await self._backend.run(ev.join_group(self.keys, self.name, start="0"))
             except RedisUnavailable as exc:
                 log.warning("listener %s: %s; reconnecting in %.2fs", self.label, exc, delay)
                 await asyncio.sleep(delay)
@@ -154,8 +155,9 @@ class Listener(ListenerBase):
         return batch
 
     async def _resync(self) -> None:
-        if self.name:
-            await self._join()
+        """After a reconnect: re-join the group if it was lost (at its oldest event)."""
+        if self.name and self._backend is not None:
+            await self._backend.run(ev.join_group(self.keys, self.name, start="0"))
 
     async def _handle(self, batch: list[Event]) -> None:
         if not batch:

@@ -283,3 +283,25 @@ def test_gap_when_a_named_listener_falls_behind(queue: Queue, collect: Callable)
         signals.enqueued.disconnect(slow)
     [gap] = gaps
     assert gap.data["missing"] > 0
+
+
+def test_gap_on_a_queue_that_had_no_event_yet(queue: Queue, collect: Callable) -> None:
+    queue.set_events_maxlen(1)
+    gaps, got = collect(signals.gap, queue.name), collect(signals.enqueued, queue.name)
+    with notifyq.Listener(queue):
+        queue.enqueue_many(list(range(500)))  # trimmed before the first read
+        eventually(lambda: sum(g.data["missing"] for g in gaps) + len(got) == 500)
+    assert gaps
+
+
+def test_named_listener_rejoins_when_its_group_is_lost(
+    queue: Queue, r: redis.Redis, collect: Callable
+) -> None:
+    got = collect(signals.completed, queue.name)
+    with notifyq.Listener(queue, "phoenix"):
+        complete_all(queue, 3)
+        eventually(lambda: len(got) == 3)
+        r.delete(queue.keys.events)  # the stream and its group vanish under the listener
+        later = complete_all(queue, 5)
+        eventually(lambda: {j.id for j in later} <= {e.job_id for e in got})
+    assert len(got) == 8
