@@ -38,7 +38,7 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-from quick import environment, source_fingerprint  # bench/quick.py, next to this file
+from quick import Reporter, environment, source_fingerprint  # bench/quick.py, beside this
 
 import notifyq
 import notifyq.asyncio as anq
@@ -579,6 +579,19 @@ def run_all(url: str, n: int, samples: int, profile: bool, emit: Callable[..., N
         r.close()
 
 
+class ListenerReporter(Reporter):
+    def other(self, kind: str, fields: dict[str, Any]) -> None:
+        if kind != "profile":
+            return
+        print(f"\nprofile, {fields['reader']} ({fields['rate']:,.0f} ev/s under cProfile; "
+              f"{fields['total_s']:.2f} s profiled)")  # fmt: skip
+        for key, title in (("by_own", "own time"), ("by_cum", "cumulative")):
+            print(f"  top by {title}:   own%   cum%      calls  function")
+            for row in fields[key]:
+                print(f"  {'':>15}{row['own_pct']:6.1f} {row['cum_pct']:6.1f} "
+                      f"{row['calls']:>10,}  {row['function']}")  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default=os.environ.get("NOTIFYQ_BENCH_URL"))
@@ -592,38 +605,7 @@ def main() -> int:
     if args.events < 2 or args.latency_samples < 2:
         parser.error("--events and --latency-samples must be >= 2")
 
-    errors: list[str] = []
-
-    def emit(kind: str, **fields: Any) -> None:
-        if kind == "error":
-            errors.append(fields["section"])
-        if kind == "result":
-            nq, raw = fields["notifyq"], fields["raw"]
-            fields["ratio"] = nq / raw if nq is not None and raw else None
-        if args.json:
-            print(json.dumps({"type": kind, **fields}), flush=True)
-        elif kind == "env":
-            print("  ".join(f"{k}={v}" for k, v in fields.items()))
-            print(f"\n{'metric':<60}{'unit':>6}{'notifyq':>11}{'raw':>11}{'nq/raw':>8}")
-        elif kind == "result":
-            a, b, c = (
-                "-" if fields[col] is None else f"{fields[col]:,.{digits}f}"
-                for col, digits in (("notifyq", 2 if fields["unit"] == "ms" else 0),
-                                    ("raw", 2 if fields["unit"] == "ms" else 0), ("ratio", 2))
-            )  # fmt: skip
-            print(f"{fields['metric']:<60}{fields['unit']:>6}{a:>11}{b:>11}{c:>8}", flush=True)
-        elif kind == "note":
-            print(f"({fields['text']})", flush=True)
-        elif kind == "profile":
-            print(f"\nprofile, {fields['reader']} ({fields['rate']:,.0f} ev/s under cProfile; "
-                  f"{fields['total_s']:.2f} s profiled)")  # fmt: skip
-            for key, title in (("by_own", "own time"), ("by_cum", "cumulative")):
-                print(f"  top by {title}:   own%   cum%      calls  function")
-                for row in fields[key]:
-                    print(f"  {'':>15}{row['own_pct']:6.1f} {row['cum_pct']:6.1f} "
-                          f"{row['calls']:>10,}  {row['function']}")  # fmt: skip
-        else:
-            print(f"{fields['section']}: FAILED: {fields['error']}", flush=True)
+    emit = ListenerReporter(args.json, width=60, ms_digits=2, rate_digits=0)
 
     def go(url: str) -> None:
         try:
@@ -646,7 +628,7 @@ def main() -> int:
         print(f"\nnq/raw: notifyq / bare redis-py (events/s: higher is better; latency: "
               f"lower is better). Run took {time.monotonic() - t0:.0f} s. "
               "See docs/benchmarks.md.")  # fmt: skip
-    return 1 if errors else 0
+    return 1 if emit.errors else 0
 
 
 if __name__ == "__main__":

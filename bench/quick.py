@@ -370,6 +370,46 @@ def run_all(url: str, jobs: int, samples: int, emit: Callable[..., None]) -> Non
         r.close()
 
 
+class Reporter:
+    """Prints what a benchmark measured, as a table or as JSON lines (``--json``), and
+    remembers which sections failed. Called as ``emit(kind, **fields)``."""
+
+    def __init__(
+        self, as_json: bool, width: int = 42, ms_digits: int = 1, rate_digits: int = 1
+    ) -> None:
+        self.as_json, self.width = as_json, width
+        self.ms_digits, self.rate_digits = ms_digits, rate_digits
+        self.errors: list[str] = []
+
+    def __call__(self, kind: str, **fields: Any) -> None:
+        if kind == "error":
+            self.errors.append(fields["section"])
+        if kind == "result":
+            nq, raw = fields["notifyq"], fields["raw"]
+            fields["ratio"] = nq / raw if nq is not None and raw else None
+        if self.as_json:
+            print(json.dumps({"type": kind, **fields}), flush=True)
+        elif kind == "env":
+            print("  ".join(f"{k}={v}" for k, v in fields.items()))
+            print(f"\n{'metric':<{self.width}}{'unit':>7}{'notifyq':>12}{'raw':>12}{'nq/raw':>8}")
+        elif kind == "result":
+            digits = self.ms_digits if fields["unit"] == "ms" else self.rate_digits
+            a, b, c = (
+                "-" if fields[col] is None else f"{fields[col]:,.{d}f}"
+                for col, d in (("notifyq", digits), ("raw", digits), ("ratio", 2))
+            )
+            print(f"{fields['metric']:<{self.width}}{fields['unit']:>7}{a:>12}{b:>12}{c:>8}")
+        elif kind == "note":
+            print(f"({fields['text']})", flush=True)
+        elif kind == "error":
+            print(f"{fields['section']}: FAILED: {fields['error']}", flush=True)
+        else:
+            self.other(kind, fields)
+
+    def other(self, kind: str, fields: dict[str, Any]) -> None:
+        """Kinds of output a particular benchmark adds."""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default=os.environ.get("NOTIFYQ_BENCH_URL"))
@@ -380,27 +420,7 @@ def main() -> int:
     if args.jobs < 1 or args.latency_samples < 2:
         parser.error("--jobs must be >= 1 and --latency-samples >= 2")
 
-    errors: list[str] = []
-
-    def emit(kind: str, **fields: Any) -> None:
-        if kind == "error":
-            errors.append(fields["section"])
-        if kind == "result":
-            nq, raw = fields["notifyq"], fields["raw"]
-            fields["ratio"] = nq / raw if nq is not None and raw else None
-        if args.json:
-            print(json.dumps({"type": kind, **fields}), flush=True)
-        elif kind == "env":
-            print("  ".join(f"{k}={v}" for k, v in fields.items()))
-            print(f"\n{'metric':<42}{'unit':>7}{'notifyq':>12}{'raw':>12}{'nq/raw':>8}")
-        elif kind == "result":
-            a, b, c = (
-                "-" if fields[col] is None else f"{fields[col]:,.{digits}f}"
-                for col, digits in (("notifyq", 1), ("raw", 1), ("ratio", 2))
-            )
-            print(f"{fields['metric']:<42}{fields['unit']:>7}{a:>12}{b:>12}{c:>8}", flush=True)
-        else:
-            print(f"{fields['section']}: FAILED: {fields['error']}", flush=True)
+    emit = Reporter(args.json)
 
     def go(url: str) -> None:
         try:
@@ -421,7 +441,7 @@ def main() -> int:
     if not args.json:
         print("\nnq/raw: notifyq / raw redis-py (throughput: higher is better; latency: lower "
               "is better). Startup has no raw twin: see docs/benchmarks.md.")  # fmt: skip
-    return 1 if errors else 0
+    return 1 if emit.errors else 0
 
 
 if __name__ == "__main__":
