@@ -195,3 +195,36 @@ class WorkerBase:
 
     def _args(self, job: Any) -> tuple[Any, ...]:
         return (job.payload, job) if self._takes_job else (job.payload,)
+
+    # The Redis side of the worker loops, as flows: each driver runs them with its own I/O.
+
+    def _claim_flow(self, free: int) -> ops.Flow[list[ops.Claim]]:
+        """Claim up to ``free`` jobs, from the queues in the order they were given."""
+        claims: list[ops.Claim] = []
+        for keys in self.keys:
+            if len(claims) >= free:
+                break
+            claims += yield from ops.claim(keys, self.id, free - len(claims), self.policy.lease_ms)
+        return claims
+
+    def _drained_flow(self) -> ops.Flow[bool]:
+        """True when no queue has a job pending or delayed (paused queues do not count)."""
+        for keys in self.keys:
+            s = yield from ops.stats(keys)
+            if not s["paused"] and (s["pending"] or s["delayed"]):
+                return False
+        return True
+
+    def _beat_flow(self, held: list[ops.Claim], housekeeping: bool) -> ops.Flow[list[str]]:
+        """Renew the leases of ``held``, one call per queue, and run each queue's
+        housekeeping; the verdict per claim, in order: 'ok', 'cancel' or 'lost'."""
+        verdicts: dict[int, str] = {}
+        for keys in self.keys:
+            mine = [(i, c) for i, c in enumerate(held) if c.queue == keys.queue]
+            if mine:
+                pairs = [(c.id, c.token) for _, c in mine]
+                got = yield from ops.renew(keys, pairs, self.policy.lease_ms)
+                verdicts.update(zip((i for i, _ in mine), got, strict=True))
+            if housekeeping:
+                yield from ops.maintain(keys)
+        return [verdicts[i] for i in range(len(held))]

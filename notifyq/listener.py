@@ -29,6 +29,7 @@ from .connection import Backend, dedicated_client, shared_backend
 from .errors import RedisUnavailable
 from .events import Event
 from .keys import QueueKeys, check_queue_name
+from .ops import Flow
 
 log = logging.getLogger("notifyq.listener")
 
@@ -61,6 +62,24 @@ class ListenerBase:
         self.claim_after_ms = max(1, round(claim_after * 1000))
         self.handled = 0  # job events handed to receivers (gap signals not counted)
         self._positions: dict[str, ev.Position] = {}
+        self._pending, self._last_claim = True, 0.0
+
+    def _read_flow(self) -> Flow[list[Event]]:
+        """The next read: anonymous, events after the positions; named, now and then the
+        events a dead member left unacknowledged, then this consumer's own unacknowledged
+        ones (after a reconnect or restart), then new ones."""
+        if not self.name:
+            return (yield from ev.read(self._positions, self.queues, self.batch, self.block_ms))
+        if time.monotonic() - self._last_claim > RECLAIM_EVERY:
+            self._last_claim = time.monotonic()
+            flow = ev.reclaim(self.queues, self.name, self.consumer, self.claim_after_ms)
+            if batch := (yield from flow):
+                return batch
+        batch = yield from ev.read_group(
+            self.keys, self.name, self.consumer, self.batch, self.block_ms, self._pending
+        )
+        self._pending = self._pending and any(e.type != "gap" for e in batch)
+        return batch
 
     def _receivers(self, event: Event) -> list[Any]:
         sigs = (
@@ -89,7 +108,6 @@ class Listener(ListenerBase):
         self._backend = Backend(backend.url, reader, owns_client=True)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pending, self._last_claim = True, 0.0
 
     @property
     def label(self) -> str:
@@ -159,21 +177,7 @@ class Listener(ListenerBase):
                 self._stop.wait(delay)
 
     def _read(self) -> list[Event]:
-        if not self.name:
-            return self._backend.run(
-                ev.read(self._positions, self.queues, self.batch, self.block_ms)
-            )
-        if time.monotonic() - self._last_claim > RECLAIM_EVERY:
-            self._last_claim = time.monotonic()
-            flow = ev.reclaim(self.queues, self.name, self.consumer, self.claim_after_ms)
-            if batch := self._backend.run(flow):
-                return batch
-        flow = ev.read_group(
-            self.keys, self.name, self.consumer, self.batch, self.block_ms, self._pending
-        )
-        batch = self._backend.run(flow)
-        self._pending = self._pending and any(e.type != "gap" for e in batch)
-        return batch
+        return self._backend.run(self._read_flow())
 
     def _resync(self) -> None:
         """After a reconnect: a named listener re-joins its group if it was lost (at its

@@ -183,22 +183,13 @@ class Worker(WorkerBase):
                 self._stop.wait(outage)
 
     def _claim(self, free: int) -> int:
-        got = 0
-        for keys in self.keys:
-            if got >= free:
-                break
-            claims = self._backend.run(ops.claim(keys, self.id, free - got, self.policy.lease_ms))
-            for claim in claims:
-                self._start(claim)
-            got += len(claims)
-        return got
+        claims = self._backend.run(self._claim_flow(free))
+        for claim in claims:
+            self._start(claim)
+        return len(claims)
 
     def _drained(self) -> bool:
-        for keys in self.keys:
-            s = self._backend.run(ops.stats(keys))
-            if not s["paused"] and (s["pending"] or s["delayed"]):
-                return False
-        return True
+        return self._backend.run(self._drained_flow())
 
     def _start(self, claim: ops.Claim) -> None:
         try:
@@ -294,22 +285,13 @@ class Worker(WorkerBase):
                 if run.job:
                     run.job._cancel.set()
                 self._settle(run, timed_out(run.claim, run.limit, self.policy))
-        for keys in self.keys:
-            held = [r for r in runs if r.claim.queue == keys.queue]
-            if held:
-                leases = self._backend.run(
-                    ops.renew(
-                        keys, [(r.claim.id, r.claim.token) for r in held], self.policy.lease_ms
-                    )
-                )
-                for r, verdict in zip(held, leases, strict=True):
-                    if verdict in ("ok", "cancel"):
-                        r.lease_until = now + self.policy.lease
-                    if verdict in ("cancel", "lost") and r.job and not r.job.cancelled:
-                        r.cancel_requested = verdict == "cancel"
-                        r.job._cancel.set()
-            if not self._stop.is_set():
-                self._backend.run(ops.maintain(keys))
+        flow = self._beat_flow([r.claim for r in runs], not self._stop.is_set())
+        for r, verdict in zip(runs, self._backend.run(flow), strict=True):
+            if verdict in ("ok", "cancel"):
+                r.lease_until = now + self.policy.lease
+            if verdict in ("cancel", "lost") and r.job and not r.job.cancelled:
+                r.cancel_requested = verdict == "cancel"
+                r.job._cancel.set()
 
     def _shutdown(self) -> None:
         """Let running jobs finish within the grace period, then release the rest."""

@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from .. import events as ev
 from ..errors import RedisUnavailable
 from ..events import Event
-from ..listener import RECLAIM_EVERY, ListenerBase
+from ..listener import ListenerBase
 from .client import Queue
 from .connection import Backend, dedicated_client, shared_backend
 
@@ -49,7 +49,6 @@ class Listener(ListenerBase):
         self._url = url if client is not None else ev.resolve(url)
         self._backend: Backend | None = None
         self._task: asyncio.Task[None] | None = None
-        self._pending, self._last_claim = True, 0.0
         self._stopping, self._reading = False, False
 
     @property
@@ -139,20 +138,7 @@ class Listener(ListenerBase):
 
     async def _read(self) -> list[Event]:
         assert self._backend is not None
-        run = self._backend.run
-        if not self.name:
-            return await run(ev.read(self._positions, self.queues, self.batch, self.block_ms))
-        if time.monotonic() - self._last_claim > RECLAIM_EVERY:
-            self._last_claim = time.monotonic()
-            flow = ev.reclaim(self.queues, self.name, self.consumer, self.claim_after_ms)
-            if batch := await run(flow):
-                return batch
-        flow = ev.read_group(
-            self.keys, self.name, self.consumer, self.batch, self.block_ms, self._pending
-        )
-        batch = await run(flow)
-        self._pending = self._pending and any(e.type != "gap" for e in batch)
-        return batch
+        return await self._backend.run(self._read_flow())
 
     async def _resync(self) -> None:
         """After a reconnect: re-join the group if it was lost (at its oldest event)."""

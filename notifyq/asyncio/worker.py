@@ -150,24 +150,13 @@ class Worker(WorkerBase):
                     await asyncio.wait_for(self._stop.wait(), outage)
 
     async def _claim(self, free: int) -> int:
-        got = 0
-        for keys in self.keys:
-            if got >= free:
-                break
-            claims = await self._backend.run(
-                ops.claim(keys, self.id, free - got, self.policy.lease_ms)
-            )
-            for claim in claims:
-                self._start(claim)
-            got += len(claims)
-        return got
+        claims = await self._backend.run(self._claim_flow(free))
+        for claim in claims:
+            self._start(claim)
+        return len(claims)
 
     async def _drained(self) -> bool:
-        for keys in self.keys:
-            s = await self._backend.run(ops.stats(keys))
-            if not s["paused"] and (s["pending"] or s["delayed"]):
-                return False
-        return True
+        return await self._backend.run(self._drained_flow())
 
     def _start(self, claim: ops.Claim) -> None:
         try:
@@ -251,21 +240,13 @@ class Worker(WorkerBase):
 
     async def _beat(self) -> None:
         now = time.monotonic()
-        runs = list(self._running.values())
-        for keys in self.keys:
-            held = [r for r in runs if r.claim.queue == keys.queue and r.stop_reason is None]
-            if held:
-                pairs = [(r.claim.id, r.claim.token) for r in held]
-                leases = await self._backend.run(ops.renew(keys, pairs, self.policy.lease_ms))
-                for r, verdict in zip(held, leases, strict=True):
-                    if verdict in ("ok", "cancel"):
-                        r.lease_until = now + self.policy.lease
-                    if verdict == "cancel":
-                        r.stop("cancel")
-                    elif verdict == "lost":
-                        r.stop("lost")
-            if not self._stop.is_set():
-                await self._backend.run(ops.maintain(keys))
+        runs = [r for r in self._running.values() if r.stop_reason is None]
+        flow = self._beat_flow([r.claim for r in runs], not self._stop.is_set())
+        for r, verdict in zip(runs, await self._backend.run(flow), strict=True):
+            if verdict in ("ok", "cancel"):
+                r.lease_until = now + self.policy.lease
+            if verdict in ("cancel", "lost"):
+                r.stop(verdict)
 
     async def _shutdown(self) -> None:
         """Let running jobs finish within the grace period, then release the rest."""
