@@ -32,13 +32,12 @@ import sys
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-from quick import Reporter, environment, source_fingerprint  # bench/quick.py, beside this
+from quick import BenchRun, Reporter, environment  # bench/quick.py, beside this
 
 import notifyq
 import notifyq.asyncio as anq
@@ -506,22 +505,8 @@ def throughput(url: str, name: str, kind: str, n: int, profile: bool = False) ->
 
 
 def run_all(url: str, n: int, samples: int, profile: bool, emit: Callable[..., None]) -> None:
-    run_id = f"bench-{uuid.uuid4().hex[:8]}"
-    names: list[str] = []
-
-    def name(section: str) -> str:
-        names.append(f"{run_id}-{section}")
-        return names[-1]
-
-    @contextlib.contextmanager
-    def section(title: str) -> Iterator[None]:
-        try:
-            yield
-        except Exception as exc:  # one failed measurement must not hide the others
-            emit("error", section=title, error=f"{type(exc).__name__}: {exc}")
-
-    source = source_fingerprint()
-    try:
+    with BenchRun(url, emit) as run:
+        name, section = run.name, run.section
         lat: dict[str, dict[str, float]] = {}
         for kind in ("blocking", "pubsub", "asyncio", "pubsub-async", "xread"):
             with section(f"latency, {kind}"):
@@ -568,15 +553,6 @@ def run_all(url: str, n: int, samples: int, profile: bool, emit: Callable[..., N
                     got = throughput(url, stream_name, kind, n, profile=True)
                     emit("profile", section="profile", reader=kind, rate=got["rate"],
                          **got["profile"])  # fmt: skip
-        if source_fingerprint() != source:
-            emit("error", section="all", error="notifyq's source changed during the run")
-    finally:
-        r = redis.Redis.from_url(url)
-        for n_ in names:
-            batch = list(r.scan_iter(match=f"nq:{{{n_}}}:*", count=1000))
-            for i in range(0, len(batch), BATCH):
-                r.delete(*batch[i : i + BATCH])
-        r.close()
 
 
 class ListenerReporter(Reporter):

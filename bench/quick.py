@@ -322,22 +322,8 @@ def environment(url: str) -> dict[str, Any]:
 
 
 def run_all(url: str, jobs: int, samples: int, emit: Callable[..., None]) -> None:
-    run_id = f"bench-{uuid.uuid4().hex[:8]}"
-    names: list[str] = []
-
-    def name(section: str) -> str:
-        names.append(f"{run_id}-{section}")
-        return names[-1]
-
-    @contextlib.contextmanager
-    def section(title: str) -> Iterator[None]:
-        try:
-            yield
-        except Exception as exc:  # one failed measurement must not hide the others
-            emit("error", section=title, error=f"{type(exc).__name__}: {exc}")
-
-    source = source_fingerprint()
-    try:
+    with BenchRun(url, emit) as run:
+        name, section = run.name, run.section
         with section("enqueue"):
             for label, nq, raw in enqueue_rates(url, name("enq"), jobs):
                 emit("result", section="enqueue", metric=label, unit="jobs/s", notifyq=nq, raw=raw)
@@ -359,11 +345,38 @@ def run_all(url: str, jobs: int, samples: int, emit: Callable[..., None]) -> Non
         for p in ("p50", "p90", "p99", "max") if lat else ():
             emit("result", section="latency", metric=f"enqueue->wait {p}", unit="ms",
                  notifyq=lat.get("notifyq", {}).get(p), raw=lat.get("raw", {}).get(p))  # fmt: skip
-        if source_fingerprint() != source:
-            emit("error", section="all", error="notifyq's source changed during the run")
-    finally:
-        r = redis.Redis.from_url(url)
-        for n in names:
+
+
+class BenchRun:
+    """One run of measurements: queue names of its own, sections whose failure is
+    reported rather than ending the run, its keys deleted at the end (SCAN, never KEYS),
+    and an error if notifyq's source changed while it ran."""
+
+    def __init__(self, url: str, emit: Callable[..., None]) -> None:
+        self.url, self.emit = url, emit
+        self.run_id = f"bench-{uuid.uuid4().hex[:8]}"
+        self.names: list[str] = []
+        self.source = source_fingerprint()
+
+    def name(self, section: str) -> str:
+        self.names.append(f"{self.run_id}-{section}")
+        return self.names[-1]
+
+    @contextlib.contextmanager
+    def section(self, title: str) -> Iterator[None]:
+        try:
+            yield
+        except Exception as exc:  # one failed measurement must not hide the others
+            self.emit("error", section=title, error=f"{type(exc).__name__}: {exc}")
+
+    def __enter__(self) -> BenchRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None and source_fingerprint() != self.source:
+            self.emit("error", section="all", error="notifyq's source changed during the run")
+        r = redis.Redis.from_url(self.url)
+        for n in self.names:
             batch = list(r.scan_iter(match=f"nq:{{{n}}}:*", count=1000))
             for i in range(0, len(batch), BATCH):
                 r.delete(*batch[i : i + BATCH])
