@@ -9,6 +9,7 @@ from . import signals
 from .client import DEFAULT_WAIT_TIMEOUT, Job, Queue
 from .errors import (
     CorruptRecord,
+    InvalidToken,
     JobCancelled,
     JobFailed,
     JobNotFound,
@@ -31,6 +32,7 @@ __all__ = [
     "ActiveJob",
     "CorruptRecord",
     "Event",
+    "InvalidToken",
     "Job",
     "JobCancelled",
     "JobFailed",

@@ -12,6 +12,7 @@ Each error also inherits the builtin it is, so ``except ValueError`` keeps worki
     │   └── JobCancelled                      the job was cancelled
     ├── ResultTimeout (TimeoutError)          Job.wait() ran out of time
     ├── CorruptRecord (ValueError)            Redis holds something notifyq did not write
+    ├── InvalidToken (PermissionError)        a token malformed, forged, expired or for else
     └── RedisUnavailable (ConnectionError)    the Redis server cannot be reached
 
 redis-py errors are wrapped with ``raise ... from exc`` so the cause stays visible.
@@ -88,6 +89,10 @@ class ResultTimeout(NotifyQError, TimeoutError):
 
 class CorruptRecord(NotifyQError, ValueError):
     """A Redis key holds a value notifyq did not write (wrong type or bad JSON)."""
+
+
+class InvalidToken(NotifyQError, PermissionError):
+    """A token that is malformed, forged, expired, or for something else."""
 
 
 class RedisUnavailable(NotifyQError, ConnectionError):

@@ -19,16 +19,12 @@ import os
 import time
 from dataclasses import dataclass
 
-from .errors import NotifyQError, ValidationError
+from .errors import InvalidToken, ValidationError
 from .keys import check_job_id, check_queue_name
 
 MAX_TOKEN = 1024  # characters; longer input is refused before any work
 MAX_TTL = 30 * 24 * 3600  # seconds
 MIN_SECRET = 16  # bytes
-
-
-class InvalidToken(NotifyQError, PermissionError):
-    """A token that is malformed, forged, expired, or for something else."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from .. import signals
 from ..client import DEFAULT_WAIT_TIMEOUT
 from ..errors import (
     CorruptRecord,
+    InvalidToken,
     JobCancelled,
     JobFailed,
     JobNotFound,
@@ -25,6 +26,7 @@ __all__ = [
     "DEFAULT_WAIT_TIMEOUT",
     "ActiveJob",
     "CorruptRecord",
+    "InvalidToken",
     "Job",
     "JobCancelled",
     "JobFailed",
