@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import hmac
 import http
 import json
@@ -44,6 +45,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
@@ -58,6 +60,11 @@ from .ops import Command, Flow, Pipeline, ScriptCall
 from .protocol import ProtocolError, event_id, event_key
 
 log = logging.getLogger("notifyq.gateway")
+#: websockets' own log (a line per connection and HTTP request at INFO): warnings only,
+#: unless the application sets this logger's level.
+wslog = logging.getLogger("notifyq.gateway.websockets")
+if wslog.level == logging.NOTSET:
+    wslog.setLevel(logging.WARNING)
 
 #: CLIENT SETNAME of the gateway's pub/sub connection.
 CLIENT_NAME = "notifyq-gateway"
@@ -279,6 +286,7 @@ class Fanout(PubSub[Sub]):
         for sub in items:
             if sub.active and not sub.due:
                 sub.due = True
+                sub.pause()  # a catch-up replays up to now; what comes after is held
                 self._due.setdefault(sub.channel, []).append(sub)
         self._catch.set()
 
@@ -528,6 +536,7 @@ class Gateway:
         self._server = await serve(
             self._session, self.host, self._port,
             process_request=self._http, create_connection=_Connection, server_header="notifyq",
+            logger=wslog,
             max_size=self.limits.max_message, max_queue=4, compression=None,
             write_limit=64 * 1024, ping_interval=20, ping_timeout=20, close_timeout=5,
         )  # fmt: skip
@@ -688,19 +697,19 @@ class Gateway:
         headers = request.headers
         if headers.get("Upgrade", "").lower() == "websocket":
             if path != "/ws":
-                return _json(connection, 404, {"error": "WebSockets connect to /ws"})
+                return _json(404, {"error": "WebSockets connect to /ws"})
             if not self._origin_allowed(headers):
                 self.counters["refused_origin"] += 1
-                return _json(connection, 403, {"error": "origin not allowed"})
+                return _json(403, {"error": "origin not allowed"})
             if len(self.sessions) >= self.limits.max_connections:
-                return _json(connection, 503, {"error": "too many connections"})
+                return _json(503, {"error": "too many connections"})
             return None
         try:
             return await self._route(connection, request, path)
         except RedisUnavailable as exc:
-            return _json(connection, 503, {"error": f"Redis unavailable: {exc}"})
+            return _json(503, {"error": f"Redis unavailable: {exc}"})
         except _HttpError as exc:
-            return _json(connection, exc.status, {"error": exc.message}, exc.headers)
+            return _json(exc.status, {"error": exc.message}, exc.headers)
 
     async def _route(self, connection: ServerConnection, request: Request, path: str) -> Response:
         method = request.method
@@ -730,7 +739,7 @@ class Gateway:
         except Exception:
             ok = False
         body = {"ok": ok, "redis": "up" if ok else "down", **self.stats()}
-        return _json(connection, 200 if ok else 503, body)
+        return _json(200 if ok else 503, body)
 
     def _grant(self, request: Request) -> tokens.Grant:
         auth = request.headers.get("Authorization", "")
@@ -759,7 +768,7 @@ class Gateway:
         state = protocol.job_state(
             grant.queue, job, _record(flat), text(result), text(position) or "0-0"
         )
-        return _json(connection, 200, state)
+        return _json(200, state)
 
     async def _get_stats(
         self, connection: ServerConnection, request: Request, queue: str
@@ -768,7 +777,7 @@ class Gateway:
         if grant.scope != "queue" or grant.queue != queue:
             raise _HttpError(403, f"the token does not grant queue {queue!r}")
         assert self._backend is not None
-        return _json(connection, 200, await self._backend.run(ops.stats(QueueKeys(queue))))
+        return _json(200, await self._backend.run(ops.stats(QueueKeys(queue))))
 
     async def _post_job(
         self, connection: ServerConnection, request: Request, queue: str
@@ -803,7 +812,7 @@ class Gateway:
             raise _HttpError(400, str(exc)) from None
         token = tokens.issue(self.secret, queue, job_id, ttl=self.token_ttl)
         self.counters["http_enqueued"] += 1
-        return _json(connection, 201, {"queue": queue, "id": job_id, "token": token})
+        return _json(201, {"queue": queue, "id": job_id, "token": token})
 
     def _file(self, connection: ServerConnection, path: str) -> Response:
         if self.static is None:
@@ -815,16 +824,10 @@ class Gateway:
         if not target.is_relative_to(self.static) or not target.is_file():
             raise _HttpError(404, "not found")
         kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-        response = connection.respond(http.HTTPStatus.OK, "")
-        response.body = target.read_bytes()
-        response.headers["Content-Type"] = kind + (
-            "; charset=utf-8" if kind.startswith("text/") or kind.endswith("javascript") else ""
-        )
-        response.headers["Content-Length"] = str(len(response.body))
-        response.headers["Content-Security-Policy"] = _CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Cache-Control"] = "no-cache"
-        return response
+        if kind.startswith("text/") or kind.endswith("javascript"):
+            kind += "; charset=utf-8"
+        headers = {"Content-Security-Policy": _CSP, "Cache-Control": "no-cache"}
+        return _response(200, target.read_bytes(), kind, headers)
 
     def _origin_allowed(self, headers: Any) -> bool:
         origin = headers.get("Origin")
@@ -854,18 +857,30 @@ def _allow(method: str, expected: str) -> None:
         raise _HttpError(405, f"use {expected}")
 
 
-def _json(
-    connection: ServerConnection, status: int, body: Any, headers: dict[str, str] | None = None
-) -> Response:
-    response = connection.respond(http.HTTPStatus(status), "")
-    response.body = json.dumps(body, separators=(",", ":")).encode()
-    response.headers["Content-Type"] = "application/json"
-    response.headers["Content-Length"] = str(len(response.body))
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    data = json.dumps(body, separators=(",", ":")).encode()
+    return _response(
+        status, data, "application/json", {"Cache-Control": "no-store", **(headers or {})}
+    )
+
+
+def _response(status: int, body: bytes, kind: str, headers: dict[str, str]) -> Response:
+    code = http.HTTPStatus(status)
+    return Response(
+        code.value,
+        code.phrase,
+        Headers(
+            {
+                "Date": email.utils.formatdate(usegmt=True),
+                "Connection": "close",
+                "Content-Type": kind,
+                "Content-Length": str(len(body)),
+                "X-Content-Type-Options": "nosniff",
+                **headers,
+            }
+        ),
+        body,
+    )
 
 
 async def run(gateway: Gateway) -> None:

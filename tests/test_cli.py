@@ -7,12 +7,14 @@ import os
 import pathlib
 import pty
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -360,3 +362,53 @@ def test_demo_runs_jobs_on_its_own_server(demo: Proc) -> None:
 def test_demo_stderr_is_clean(demo: Proc) -> None:
     assert "Traceback" not in demo.stderr
     assert "WARNING" not in demo.stderr
+
+
+# ------------------------------------------------------------------ gateway
+
+SECRET = {"NOTIFYQ_SECRET": "s3cret-for-the-cli-tests-only"}
+
+
+def test_gateway_needs_a_secret(cli: Cli) -> None:
+    assert_error(cli("gateway", "--port", "0", env={"NOTIFYQ_SECRET": ""}), 2, "NOTIFYQ_SECRET")
+
+
+def test_gateway_enqueue_needs_a_key(cli: Cli) -> None:
+    proc = cli("gateway", "--port", "0", "--enqueue-queue", "orders", env=SECRET)
+    assert_error(proc, 2, "NOTIFYQ_ENQUEUE_KEY")
+
+
+def test_gateway_refuses_a_static_folder_without_index(cli: Cli, tmp_path: pathlib.Path) -> None:
+    proc = cli("gateway", "--port", "0", "--static", str(tmp_path / "nowhere"), env=SECRET)
+    assert_error(proc, 2, "has no index.html")
+
+
+def test_gateway_refuses_a_bad_port(cli: Cli) -> None:
+    proc = cli("gateway", "--port", "70000", env=SECRET)
+    assert proc.returncode == 2
+    assert "expected a port number" in proc.stderr
+
+
+def test_gateway_without_redis_exits_6(cli: Cli) -> None:
+    proc = cli("gateway", "--port", "0", url="redis://127.0.0.1:1", env=SECRET)
+    assert_error(proc, 6, "Redis unavailable")
+
+
+def test_gateway_serves_until_sigterm(cli: Cli) -> None:
+    cli.env.update(SECRET)
+    proc = cli.start("gateway", "--port", "0")
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # printed once it listens
+        assert line.startswith("gateway: http://127.0.0.1:"), line + proc.stderr.read()
+        address = line.split()[1]
+        with urllib.request.urlopen(address + "healthz", timeout=10) as response:
+            health = json.loads(response.read())
+        assert health["ok"] is True and health["redis"] == "up"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert "Traceback" not in proc.communicate()[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()  # reap it and close its pipes
