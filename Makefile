@@ -1,12 +1,16 @@
-# make demo  — set everything up, then run the demo (embedded server, worker, jobs)
-# make test  — set everything up, lint, type-check, run the suite (twice: embedded Valkey,
-#              then the Redis at 127.0.0.1:6379 when one answers there)
+# make demo     — set everything up, then run the web demo (throwaway server, worker, gateway):
+#                 open the http://127.0.0.1:8765/#key=... link it prints
+# make test     — set everything up, lint, type-check, run the suite (twice: embedded Valkey,
+#                 then the Redis at 127.0.0.1:6379 when one answers there), browser tests included
+# make browser  — Debian's chromium for the browser tests, if /usr/bin/chromium is missing
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 REDIS_URL ?= redis://127.0.0.1:6379/0
+CHROMIUM  := /usr/bin/chromium
+SUDO      = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint browser bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "notifyq needs Python 3.11+"'
@@ -19,12 +23,18 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/notifyq demo
 
+# Playwright drives this browser; it never downloads one (no `playwright install`).
+browser:
+	@test -x $(CHROMIUM) || $(SUDO) apt-get install -y chromium \
+		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+	@test -x $(CHROMIUM) || { echo "$(CHROMIUM) is still missing" >&2; exit 1; }
+
 lint: setup
 	$(BIN)/ruff check notifyq tests bench examples
 	$(BIN)/ruff format --check notifyq tests bench examples
 	$(BIN)/mypy
 
-test: lint
+test: lint browser
 	$(BIN)/pytest
 	@if $(BIN)/python -c 'import redis,sys; redis.Redis.from_url(sys.argv[1], socket_timeout=2).ping()' $(REDIS_URL) 2>/dev/null; then \
 		echo "== again against $(REDIS_URL)"; \
