@@ -83,7 +83,7 @@ class Limits:
     max_errors: int = 20  # refused frames per connection before it is closed (1008)
     max_connections: int = 10_000  # per gateway; beyond: HTTP 503
     max_body: int = 64 * 1024  # bytes in a POST body
-    replay: int = 20_000  # stream entries one resume may replay; beyond: a gap
+    replay: int = 20_000  # stream entries one resume may replay (and half the send buffer)
     heartbeat: float = 15.0  # seconds between heartbeat messages
 
 
@@ -162,15 +162,21 @@ class Session:
         """The client does not read fast enough: drop what is queued and close (4001)."""
         if self.closed:
             return
-        self.closed = True
         self.cut_offs += 1
+        log.warning("closing a client that does not keep up (%s)", self.ws.remote_address)
+        self.close(
+            protocol.CLOSE_SLOW_CONSUMER, "send buffer full: the client did not read fast enough"
+        )
+
+    def close(self, code: int, reason: str) -> None:
+        """Send nothing more and close, in the background: the session goes on reading (and
+        dropping) frames, so that the client's close frame is read and the close completes."""
+        if self.closed:
+            return
+        self.closed = True
         self._out.clear()
         self._size = 0
-        log.warning("closing a client that does not keep up (%s)", self.ws.remote_address)
-        reason = "send buffer full: the client did not read fast enough"
-        task = asyncio.get_running_loop().create_task(
-            self.ws.close(protocol.CLOSE_SLOW_CONSUMER, reason)
-        )
+        task = asyncio.get_running_loop().create_task(self.ws.close(code, reason))
         _background.add(task)
         task.add_done_callback(_background.discard)
 
@@ -412,17 +418,20 @@ class Fanout(PubSub[Sub]):
             parsed.append((event_key(eid), event.job_id, protocol.event_message(event.data)))
         afresh = []
         for sub, since in starts.items():
-            if not complete or (since != "0-0" and since not in held):
+            last = max(sub.last, event_key(since))
+            missed = [(key, message) for key, job_id, message in parsed
+                      if key > last and (sub.job is None or sub.job == job_id)]  # fmt: skip
+            # what cannot fit in the client's send buffer would only get it cut off (4001)
+            fits = sum(len(m) for _, m in missed) <= self.limits.send_buffer // 2
+            if not complete or (since != "0-0" and since not in held) or not fits:
                 self.counters["gaps"] += 1
                 sub.session.send(protocol.gap(keys.queue, sub.job, since))
                 sub.started = False
                 afresh.append(sub)
                 continue
-            sub.last = max(sub.last, event_key(since))
-            for key, job_id, message in parsed:
-                if key > sub.last and (sub.job is None or sub.job == job_id):
-                    sub.last = key
-                    sub.session.send(message)
+            for _, message in missed:
+                sub.session.send(message)
+            sub.last = missed[-1][0] if missed else last
             sub.started = True
         for sub in afresh:
             sub.since = None
@@ -588,8 +597,7 @@ class Gateway:
         pump = asyncio.create_task(session.pump())
         try:
             async for frame in ws:
-                if not await self._receive(session, frame):
-                    break
+                self._receive(session, frame)
         except ConnectionClosed:
             pass
         finally:
@@ -601,13 +609,13 @@ class Gateway:
             pump.cancel()
             self.sessions.discard(session)
 
-    async def _receive(self, session: Session, frame: str | bytes) -> bool:
-        """Handle one frame; False when the connection is being closed."""
+    def _receive(self, session: Session, frame: str | bytes) -> None:
+        """Handle one frame; once the connection is closing, frames are dropped."""
         if session.closed:
-            return False
+            return
         if not session.allow_frame():
-            await session.ws.close(protocol.CLOSE_TOO_MANY_MESSAGES, "too many messages")
-            return False
+            session.close(protocol.CLOSE_TOO_MANY_MESSAGES, "too many messages")
+            return
         try:
             request = protocol.parse(frame)
             if isinstance(request, protocol.Subscribe):
@@ -620,9 +628,7 @@ class Gateway:
             session.send(exc.reply())
             session.errors += 1
             if session.errors >= self.limits.max_errors:
-                await session.ws.close(protocol.CLOSE_TOO_MANY_MESSAGES, "too many bad messages")
-                return False
-        return True
+                session.close(protocol.CLOSE_TOO_MANY_MESSAGES, "too many bad messages")
 
     def _subscribe(self, session: Session, request: protocol.Subscribe) -> None:
         queue, job = request.queue, request.job
