@@ -37,6 +37,7 @@ import logging
 import mimetypes
 import pathlib
 import re
+import socket
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
@@ -94,7 +95,7 @@ class Sub:
     """One subscription of one client: a job of a queue, or (``job`` None) the whole queue."""
 
     __slots__ = ("active", "due", "expires", "held", "held_size", "job", "keys", "last", "live",
-                 "session", "since", "started")  # fmt: skip
+                 "session", "since", "started", "told_unavailable")  # fmt: skip
 
     def __init__(
         self, session: Session, keys: QueueKeys, job: str | None, expires: int, since: str | None
@@ -108,6 +109,7 @@ class Sub:
         self.held_size = 0
         self.active = True  # False once unsubscribed or disconnected
         self.due = False  # waiting for a catch-up
+        self.told_unavailable = False
 
     @property
     def channel(self) -> str:
@@ -239,6 +241,11 @@ def replay(keys: QueueKeys, start: str, limit: int, page: int = 1000) -> Flow[An
         low = "(" + entries[-1][0]
 
 
+def _exist(keys: list[str]) -> Flow[list[bool]]:
+    replies = yield Pipeline([Command("EXISTS", k) for k in keys])
+    return [bool(r) for r in replies]
+
+
 def newest(keys: QueueKeys) -> Flow[str]:
     reply = yield Command("XREVRANGE", keys.events, "+", "-", "COUNT", 1)
     return (text(reply[0][0]) if reply else None) or "0-0"
@@ -346,6 +353,15 @@ class Fanout(PubSub[Sub]):
             await self._positions(subs)
         except RedisUnavailable as exc:
             log.warning("catch-up failed, trying again: %s", exc)
+            for sub in subs:
+                if sub.active and not sub.told_unavailable:  # once; it goes on trying
+                    sub.told_unavailable = True
+                    sub.session.send(
+                        ProtocolError(
+                            protocol.UNAVAILABLE, "Redis is unavailable; the gateway keeps "
+                            "trying and the subscription stays", queue=sub.keys.queue, job=sub.job,
+                        ).reply()
+                    )  # fmt: skip
             await asyncio.sleep(0.2)
             self._live(subs)
             return
@@ -372,9 +388,10 @@ class Fanout(PubSub[Sub]):
             await self._snapshot(jobs)
         queues = [s for s in fresh if s.job is None and s.active]
         if queues:
-            position = event_key(await self._backend.run(newest(keys)))
-            for sub in queues:
-                sub.last, sub.started = position, True
+            position = await self._backend.run(newest(keys))
+            for sub in queues:  # live from here: the client can resume from this id
+                sub.session.send(protocol.queue_state(keys.queue, position))
+                sub.last, sub.started = event_key(position), True
 
     async def _snapshot(self, subs: list[Sub]) -> None:
         replies = await self._backend.run(snapshots([(s.keys, s.job or "") for s in subs]))
@@ -394,6 +411,17 @@ class Fanout(PubSub[Sub]):
             sub.session.send(protocol.state_message(state))
             sub.last, sub.started = event_key(state["event_id"]), True
 
+    async def _check_jobs_exist(self, keys: QueueKeys, subs: list[Sub]) -> None:
+        """A job resumed with ``since`` is refused if it has no record (it never existed,
+        or it ended long enough ago that its record expired)."""
+        jobs = [s for s in subs if s.job is not None and not s.started]
+        if not jobs:
+            return
+        found = await self._backend.run(_exist([keys.job(s.job or "") for s in jobs]))
+        for sub, exists in zip(jobs, found, strict=True):
+            if not exists:
+                self._refuse(sub, protocol.NOT_FOUND, f"no job {sub.job!r} in queue {keys.queue!r}")
+
     def _refuse(self, sub: Sub, code: str, message: str) -> None:
         sub.session.send(ProtocolError(code, message, queue=sub.keys.queue, job=sub.job).reply())
         sub.session.subs.pop((sub.keys.queue, sub.job), None)
@@ -407,6 +435,7 @@ class Fanout(PubSub[Sub]):
         entries, complete = await self._backend.run(replay(keys, start, self.limits.replay))
         held = {eid for eid, _ in entries}
         parsed: list[tuple[EventKey, str, str]] = []
+        first_seq = 1
         for eid, fields in entries:
             if not fields:
                 continue
@@ -415,15 +444,23 @@ class Fanout(PubSub[Sub]):
             except CorruptRecord as exc:
                 log.error("skipped: %s", exc)
                 continue
+            if not parsed:
+                first_seq = event.seq
             parsed.append((event_key(eid), event.job_id, protocol.event_message(event.data)))
+        await self._check_jobs_exist(keys, subs)
         afresh = []
         for sub, since in starts.items():
+            if not sub.active:
+                continue
             last = max(sub.last, event_key(since))
             missed = [(key, message) for key, job_id, message in parsed
                       if key > last and (sub.job is None or sub.job == job_id)]  # fmt: skip
+            # from the start ("0-0"): only if the stream still begins with the queue's first
+            # event; else from an id the stream still holds
+            held_since = first_seq <= 1 if since == "0-0" else since in held
             # what cannot fit in the client's send buffer would only get it cut off (4001)
             fits = sum(len(m) for _, m in missed) <= self.limits.send_buffer // 2
-            if not complete or (since != "0-0" and since not in held) or not fits:
+            if not complete or not held_since or not fits:
                 self.counters["gaps"] += 1
                 sub.session.send(protocol.gap(keys.queue, sub.job, since))
                 sub.started = False
@@ -448,8 +485,17 @@ class _Connection(ServerConnection):
 
     body: bytes | None = None
     body_too_large = False
+    body_chunked = False  # Transfer-Encoding: not read; the handler answers 411
     _buffer = b""
     _passing = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # the kernel's send buffer would otherwise hold megabytes for a client that does not
+        # read, before the gateway's own bounded queue (Limits.send_buffer) even fills
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SEND_BUFFER)
+        super().connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
         if self._passing:
@@ -462,6 +508,10 @@ class _Connection(ServerConnection):
                 self._pass(self._buffer)
             return
         head, rest = self._buffer[: end + 4], self._buffer[end + 4 :]
+        if _TRANSFER_ENCODING.search(head):
+            self.body_chunked = True
+            self._pass(_TRANSFER_ENCODING.sub(b"", head))
+            return
         match = _CONTENT_LENGTH.search(head)
         length = int(match.group(1)) if match else 0
         if length == 0:
@@ -482,6 +532,9 @@ class _Connection(ServerConnection):
 
 #: The largest POST body any gateway reads (``Limits.max_body`` may set a lower limit).
 MAX_BODY = 1 << 20
+#: Bytes the kernel may hold for one client (Linux doubles it for bookkeeping).
+SOCKET_SEND_BUFFER = 64 * 1024
+_TRANSFER_ENCODING = re.compile(rb"\r\ntransfer-encoding:[^\r\n]*", re.IGNORECASE)
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([0-9]{1,12})[ \t]*", re.IGNORECASE)
 
 
@@ -800,6 +853,8 @@ class Gateway:
             raise _HttpError(401, "a valid enqueue key is required", bearer=True)
         if request.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
             raise _HttpError(415, "send the payload as application/json")
+        if getattr(connection, "body_chunked", False):
+            raise _HttpError(411, "send the body with a Content-Length (no chunked encoding)")
         body = getattr(connection, "body", None)
         if getattr(connection, "body_too_large", False) or len(body or b"") > self.limits.max_body:
             raise _HttpError(413, f"the body is over {self.limits.max_body} bytes")

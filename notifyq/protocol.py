@@ -204,6 +204,11 @@ def job_state(
     return state
 
 
+def queue_state(queue: str, position: str) -> str:
+    """A queue subscription is live: events after ``position`` follow (resume from it)."""
+    return _dump({"type": "state", "queue": queue, "job": None, "event_id": position})
+
+
 def state_message(state: dict[str, Any]) -> str:
     return _dump({"type": "state", **state})
 

@@ -117,7 +117,11 @@ class PubSub(Generic[W]):
 
     async def _reader(self) -> None:
         delay = 0.05
+        read = 0
         while True:
+            read += 1
+            if read % 64 == 0:  # a burst is already buffered: let other tasks run between
+                await asyncio.sleep(0)
             try:
                 reply = await self._conn.read_response(push_request=True)
             except (redis.ConnectionError, redis.TimeoutError, OSError):

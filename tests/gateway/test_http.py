@@ -266,3 +266,20 @@ async def test_without_a_static_folder_there_are_no_files(gw: Gateway) -> None:
 )
 async def test_a_wrong_method_is_refused_with_405(gw: Gateway, method: str, path: str) -> None:
     assert (await fetch(gw, path, method)).status == 405
+
+
+async def test_a_chunked_post_is_refused_with_411(gateway: GatewayFactory, name: str) -> None:
+    gw = await gateway(enqueue_queues=[name], enqueue_key=KEY)
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    body = b'{"n": 1}'
+    writer.write(
+        f"POST /queues/{name}/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {KEY}\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n".encode()
+        + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    )
+    await writer.drain()
+    status = await asyncio.wait_for(reader.readline(), 10)
+    writer.close()
+    await writer.wait_closed()
+    assert status.startswith(b"HTTP/1.1 411 "), status

@@ -20,7 +20,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 import notifyq.asyncio as anq
-from notifyq import tokens
+from notifyq import protocol, tokens
 from notifyq.gateway import Gateway, Limits
 
 from .conftest import (
@@ -168,6 +168,7 @@ async def test_a_token_grants_only_its_own_job_or_queue(
     await c.follow(queue_token(name), name, b.id)  # a queue token grants its jobs too
     await c.subscribe(queue_token(name), name)
     await c.expect("subscribed", queue=name, job=None)
+    await c.expect("state", queue=name, job=None)
     await c.quiet()
 
 
@@ -363,8 +364,57 @@ async def test_a_queue_resumed_where_the_stream_has_no_such_event_gets_a_gap(
     await c.subscribe(queue_token(name), name, since=since)
     await c.expect("subscribed", queue=name, job=None)
     await c.expect("gap", queue=name, job=None, after=since)
+    # then where it is live from: the newest event, or none at all once trimmed to nothing
+    await c.expect("state", queue=name, job=None, event_id="0-0" if trim else newest_event(r, name))
     await c.quiet()
     assert gw.stats()["gaps"] == 1
+
+
+async def test_a_queue_subscription_is_told_where_it_is_live_from(
+    gw: Gateway, client: ConnectFactory, aqueue: anq.Queue, name: str, r: redis.Redis
+) -> None:
+    await aqueue.enqueue("before")
+    c = await client(gw)
+    await c.subscribe(queue_token(name), name)
+    await c.expect("subscribed", queue=name, job=None)
+    state = await c.expect("state", queue=name, job=None, event_id=newest_event(r, name))
+    # once told, nothing after it can be missed: a job enqueued now is seen enqueued
+    job = await aqueue.enqueue("after")
+    [event] = await c.events(1)
+    assert (event["type"], event["id"]) == ("enqueued", job.id)
+    assert protocol.event_key(event["event_id"]) > protocol.event_key(state["event_id"])
+    await c.quiet()
+
+
+async def test_resuming_from_the_start_is_a_gap_once_the_stream_was_trimmed(
+    gw: Gateway, client: ConnectFactory, aqueue: anq.Queue, name: str, r: redis.Redis
+) -> None:
+    await aqueue.enqueue_many([1, 2, 3])
+    c = await client(gw)
+    await c.subscribe(queue_token(name), name, since="0-0")  # everything the stream holds
+    await c.expect("subscribed", queue=name, job=None)
+    assert [e["type"] for e in await c.events(3)] == ["enqueued"] * 3
+    await c.quiet()
+
+    r.xtrim(f"nq:{{{name}}}:events", maxlen=1, approximate=False)  # events 1 and 2 are gone
+    late = await client(gw)
+    await late.subscribe(queue_token(name), name, since="0-0")
+    await late.expect("subscribed", queue=name, job=None)
+    await late.expect("gap", queue=name, job=None, after="0-0")
+    await late.expect("state", queue=name, job=None, event_id=newest_event(r, name))
+    await late.quiet()
+
+
+async def test_a_job_resumed_that_does_not_exist_is_not_found(
+    gw: Gateway, client: ConnectFactory, aqueue: anq.Queue, name: str, r: redis.Redis
+) -> None:
+    await aqueue.enqueue(None)
+    since = newest_event(r, name)  # an id the stream holds, so only the job can be missing
+    c = await client(gw)
+    await c.subscribe(job_token(name, "no-such-job"), name, "no-such-job", since=since)
+    await c.expect("subscribed", queue=name, job="no-such-job")
+    await c.error("not_found")
+    await c.quiet()
 
 
 # ---------------------------------------------------------------- a client that does not read
