@@ -122,7 +122,8 @@ def producer_main(kind: str, url: str, name: str, count: int, msgs: Any, ctrl: A
             raise RuntimeError(f"claimed {len(claims)} of {count} jobs")
 
         def send(i: int) -> bool:
-            return q._run(ops.settle(claims[i], "completed", sent(i))) == "completed"
+            done = ops.Settlement("completed", sent(i))
+            return q._run(ops.settle([(claims[i], done)])) == ["completed"]
 
     elif kind == "pubsub":
 

@@ -6,6 +6,7 @@ pub/sub); everything it runs is built by ``ops.py``.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,6 +25,8 @@ T = TypeVar("T")
 
 #: Errors that mean "the server cannot be reached right now".
 UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, OSError)
+#: Idle connections a backend keeps open.
+MAX_IDLE = 64
 
 
 def resolve_url(url: str | None) -> str:
@@ -65,7 +68,13 @@ def wrap(exc: Exception, url: str) -> Exception:
 
 
 class Backend:
-    """One Redis client and one wait hub, shared by every Queue of a process on one URL."""
+    """One Redis client and one wait hub, shared by every Queue of a process on one URL.
+
+    Commands go straight to connections made with the client's settings, kept in a small
+    free list, not through ``client.execute_command``: redis-py 8's per-call machinery
+    (pool checkout, retry wrapper, metrics hooks) costs about three times the round trip
+    itself on loopback (docs/design-notes.md). The client's reply callbacks still apply.
+    """
 
     def __init__(
         self, url: str, client: redis.Redis | None = None, *, owns_client: bool | None = None
@@ -75,6 +84,10 @@ class Backend:
         self.client: redis.Redis = client or redis.Redis.from_url(url, **tcp_options(url))
         self._hub: WaitHub | None = None
         self._lock = threading.Lock()
+        pool = self.client.connection_pool
+        self._new_connection = functools.partial(pool.connection_class, **pool.connection_kwargs)
+        self._idle: list[Any] = []  # connections not in use (list.pop/append are atomic)
+        self._closed = False
 
     @property
     def hub(self) -> WaitHub:
@@ -100,34 +113,71 @@ class Backend:
             raise err from exc
 
     def execute(self, op: Op) -> Any:
-        client = self.client
-        if isinstance(op, Command):
-            return client.execute_command(*op.args)
-        if isinstance(op, ScriptCall):
+        try:
+            conn = self._idle.pop()
+        except IndexError:
+            conn = self._new_connection()
+        try:
             try:
-                return client.execute_command(
-                    "EVALSHA", op.script.sha, len(op.keys), *op.keys, *op.args
-                )
+                reply = self._send(conn, op)
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                # once more on a new socket, as redis-py does: the server may have closed
+                # an idle connection (every operation is safe to repeat: docs/guarantees.md)
+                conn.disconnect()
+                reply = self._send(conn, op)
+        except BaseException as exc:
+            if not isinstance(exc, ResponseError):  # a reply that is an error leaves it clean
+                conn.disconnect()
+            self._release(conn)
+            raise
+        self._release(conn)
+        return reply
+
+    def _release(self, conn: Any) -> None:
+        if self._closed or len(self._idle) >= MAX_IDLE:
+            conn.disconnect()
+        else:
+            self._idle.append(conn)
+
+    def _send(self, conn: Any, op: Op) -> Any:
+        if isinstance(op, Command | ScriptCall):
+            try:
+                return self._call(conn, _args(op, sha=True))
             except NoScriptError:
-                return client.execute_command(
-                    "EVAL", op.script.source, len(op.keys), *op.keys, *op.args
-                )
-        pipe = client.pipeline(transaction=False)
+                if isinstance(op, Command):
+                    raise
+                return self._call(conn, _args(op, sha=False))
+        conn.send_packed_command(conn.pack_commands([_args(c, sha=True) for c in op.calls]))
+        replies: list[Any] = []
         for call in op.calls:
-            pipe.execute_command(*_args(call, sha=True))
-        replies = pipe.execute(raise_on_error=False)
+            try:
+                replies.append(self._reply(conn, _args(call, sha=True)[0]))
+            except ResponseError as exc:
+                replies.append(exc)
         for i, reply in enumerate(replies):
             if isinstance(reply, NoScriptError):  # not run: safe to run again
-                replies[i] = client.execute_command(*_args(op.calls[i], sha=False))
+                replies[i] = self._call(conn, _args(op.calls[i], sha=False))
             elif isinstance(reply, Exception) and not op.errors_as_replies:
                 raise reply
         return replies
+
+    def _call(self, conn: Any, args: tuple[Any, ...]) -> Any:
+        conn.send_packed_command(conn.pack_command(*args))
+        return self._reply(conn, args[0])
+
+    def _reply(self, conn: Any, command: str) -> Any:
+        reply = conn.read_response()
+        callback = self.client.response_callbacks.get(command)
+        return callback(reply) if callback else reply
 
     def close(self) -> None:
         with self._lock:
             if self._hub is not None:
                 self._hub.close()
                 self._hub = None
+        self._closed = True
+        while self._idle:
+            self._idle.pop().disconnect()
         if self.owns_client:  # a client you passed in stays yours to close
             self.client.close()
 

@@ -22,6 +22,7 @@ from typing import Any
 from . import codec, ops
 from .errors import CorruptRecord, JobCancelled, ValidationError
 from .keys import QueueKeys, check_job_id, check_queue_name
+from .ops import Settlement
 
 Handler = Callable[..., Any]
 
@@ -53,15 +54,6 @@ class Policy:
         return claim.timeout if claim.timeout is not None else self.timeout
 
 
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    """How a job ended, as ``settle.lua`` takes it."""
-
-    how: str  # completed | retry | dead | cancelled | release
-    body: str  # result JSON, or error JSON
-    delay_ms: int = 0
-
-
 class ActiveJobBase:
     """The job as its handler sees it: payload, attempt, cancellation. Each worker adds
     ``set_progress`` (blocking, or a coroutine)."""
@@ -85,6 +77,10 @@ class ActiveJobBase:
 
     def _progress_body(self, value: Any) -> str:
         return codec.encode(value, limit=MAX_PROGRESS, what="progress")
+
+
+#: Most outcomes one settle call carries.
+SETTLE_BATCH = 500
 
 
 def report(claim: ops.Claim, outcome: Settlement, state: str) -> None:

@@ -349,16 +349,37 @@ def renew(keys: QueueKeys, held: Iterable[tuple[str, str]], lease_ms: int) -> Fl
     return [text(r) or "" for r in reply]
 
 
-def settle(claim: Claim, how: str, body: str, retry_delay_ms: int = 0) -> Flow[str]:
-    """Record how a job ended: 'completed', 'retry', 'dead', 'cancelled' or 'release'.
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """How a job ended, as ``settle.lua`` takes it."""
 
-    Returns the new state, or 'stale' if this worker's lease was taken over (fencing).
+    how: str  # completed | retry | dead | cancelled | release
+    body: str  # result JSON, or error JSON
+    delay_ms: int = 0  # for retry
+
+
+def settle(outcomes: Sequence[tuple[Claim, Settlement]]) -> Flow[list[str]]:
+    """Record how jobs ended: one script call per queue, all in one round trip.
+
+    Returns each job's new state, in order, or 'stale' where this worker's lease was taken
+    over (fencing): that job's outcome was not written.
     """
-    keys = QueueKeys(claim.queue)
-    reply = yield ScriptCall(
-        scripts.SETTLE, [keys.base], [claim.queue, claim.id, claim.token, how, body, retry_delay_ms]
-    )
-    return text(reply) or ""
+    by_queue: dict[str, list[int]] = {}
+    for i, (claim, _) in enumerate(outcomes):
+        by_queue.setdefault(claim.queue, []).append(i)
+    calls = []
+    for queue, indexes in by_queue.items():
+        args: list[Any] = [queue]
+        for i in indexes:
+            claim, how = outcomes[i]
+            args += [claim.id, claim.token, how.how, how.body, how.delay_ms]
+        calls.append(ScriptCall(scripts.SETTLE, [QueueKeys(queue).base], args))
+    replies = yield Pipeline(calls)
+    states = [""] * len(outcomes)
+    for indexes, reply in zip(by_queue.values(), replies, strict=True):
+        for i, state in zip(indexes, reply, strict=True):
+            states[i] = text(state) or ""
+    return states
 
 
 def set_progress(claim: Claim, value: str) -> Flow[bool]:

@@ -30,10 +30,10 @@ from .client import Queue
 from .connection import Backend, shared_backend
 from .errors import NotifyQError, RedisUnavailable
 from .execution import (
+    SETTLE_BATCH,
     ActiveJobBase,
     Handler,
     Policy,
-    Settlement,
     WorkerBase,
     completed,
     decode_payload,
@@ -42,6 +42,7 @@ from .execution import (
     timed_out,
 )
 from .execution import cancelled as cancelled_settlement
+from .ops import Settlement
 
 log = logging.getLogger("notifyq.worker")
 
@@ -77,6 +78,55 @@ class _Run:
             return True
 
 
+class _Slot:
+    __slots__ = ("claim", "done", "error", "outcome", "state")
+
+    def __init__(self, claim: ops.Claim, outcome: Settlement) -> None:
+        self.claim, self.outcome = claim, outcome
+        self.done, self.state = False, ""
+        self.error: Exception | None = None
+
+
+class _Settler:
+    """Group commit: outcomes that come while a settle call is in flight go together in the
+    next one, sent by the first thread to find no call in flight. A busy worker settles
+    many jobs per round trip; an idle one waits for none."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self._changed = threading.Condition()
+        self._pending: list[_Slot] = []
+        self._busy = False
+
+    def settle(self, claim: ops.Claim, outcome: Settlement) -> str:
+        slot = _Slot(claim, outcome)
+        with self._changed:
+            self._pending.append(slot)
+        while True:
+            with self._changed:
+                while self._busy and not slot.done:
+                    self._changed.wait()
+                if slot.done:
+                    if slot.error is not None:
+                        raise slot.error
+                    return slot.state
+                self._busy = True
+                batch, self._pending = self._pending[:SETTLE_BATCH], self._pending[SETTLE_BATCH:]
+            self._send(batch)
+
+    def _send(self, batch: list[_Slot]) -> None:
+        error: Exception | None = None
+        try:
+            states = self._backend.run(ops.settle([(s.claim, s.outcome) for s in batch]))
+        except Exception as exc:  # each waiter decides (RedisUnavailable: retry)
+            error, states = exc, [""] * len(batch)
+        with self._changed:
+            for slot, state in zip(batch, states, strict=True):
+                slot.done, slot.state, slot.error = True, state, error
+            self._busy = False
+            self._changed.notify_all()
+
+
 class Worker(WorkerBase):
     """Runs ``handler(payload, job)`` for jobs of ``queues`` in ``concurrency`` threads.
 
@@ -104,6 +154,7 @@ class Worker(WorkerBase):
             self._backend = first._backend
         else:
             self._backend = shared_backend(url)
+        self._settler = _Settler(self._backend)
         self._running: dict[tuple[str, str, str], _Run] = {}  # (queue, job id, lease token)
         self._changed = threading.Condition()
         self._work: stdlib_queue.SimpleQueue[_Run | None] = stdlib_queue.SimpleQueue()
@@ -247,9 +298,7 @@ class Worker(WorkerBase):
         delay = 0.05
         while True:
             try:
-                state = self._backend.run(
-                    ops.settle(run.claim, outcome.how, outcome.body, outcome.delay_ms)
-                )
+                state = self._settler.settle(run.claim, outcome)
                 break
             except RedisUnavailable as exc:
                 if time.monotonic() > run.lease_until:

@@ -23,9 +23,9 @@ from .. import ops
 from ..connection import resolve_url
 from ..errors import NotifyQError, RedisUnavailable
 from ..execution import (
+    SETTLE_BATCH,
     ActiveJobBase,
     Handler,
-    Settlement,
     WorkerBase,
     cancelled,
     completed,
@@ -34,6 +34,7 @@ from ..execution import (
     report,
     timed_out,
 )
+from ..ops import Settlement
 from .client import Queue
 from .connection import Backend, shared_backend
 
@@ -67,6 +68,40 @@ class _Run:
             self.task.cancel()
 
 
+class _Settler:
+    """Group commit: outcomes that come while a settle call is in flight go together in the
+    next one. A busy worker settles many jobs per round trip; an idle one waits for none."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self._pending: list[tuple[ops.Claim, Settlement, asyncio.Future[str]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def settle(self, claim: ops.Claim, outcome: Settlement) -> str:
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._pending.append((claim, outcome, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush(), name="notifyq-settle")
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[:SETTLE_BATCH], self._pending[SETTLE_BATCH:]
+                try:
+                    states = await self._backend.run(ops.settle([(c, o) for c, o, _ in batch]))
+                except Exception as exc:  # each waiter decides (RedisUnavailable: retry)
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, _, future), state in zip(batch, states, strict=True):
+                    if not future.done():
+                        future.set_result(state)
+        finally:
+            self._flusher = None
+
+
 class Worker(WorkerBase):
     """Runs ``handler(payload, job)`` for jobs of ``queues`` as up to ``concurrency`` tasks.
 
@@ -97,6 +132,7 @@ class Worker(WorkerBase):
     async def run(self, *, burst: bool = False) -> None:
         """Work until ``stop()`` or a signal; with ``burst``, until no job is left to do."""
         self._backend = self._backend_given or shared_backend(self._url)
+        self._settler = _Settler(self._backend)
         self._stop.clear()
         loop = asyncio.get_running_loop()
         signals = threading.current_thread() is threading.main_thread()
@@ -214,9 +250,7 @@ class Worker(WorkerBase):
         delay = 0.05
         while True:
             try:
-                state = await self._backend.run(
-                    ops.settle(run.claim, outcome.how, outcome.body, outcome.delay_ms)
-                )
+                state = await self._settler.settle(run.claim, outcome)
                 break
             except RedisUnavailable as exc:
                 if time.monotonic() > run.lease_until:

@@ -77,7 +77,7 @@ def test_cancel_release_and_requeue(queue: Queue, r: redis.Redis) -> None:
 
     released = queue.enqueue(2)
     [claim] = queue._run(ops.claim(queue.keys, "w", 1, 10_000))
-    queue._run(ops.settle(claim, "release", ""))
+    queue._run(ops.settle([(claim, ops.Settlement("release", ""))]))
     events = stream(r, queue, released)
     assert [e["type"] for e in events] == ["enqueued", "started", "enqueued"]
     assert events[2]["requeued"] == "released"

@@ -162,10 +162,12 @@ def test_stale_worker_cannot_complete_renew_or_report(queue: Queue, r: redis.Red
     pairs = [(job.id, stale.token), (job.id, fresh.token)]
     assert queue._run(ops.renew(queue.keys, pairs, 10_000)) == ["lost", "ok"]
     assert queue._run(ops.set_progress(stale, "{}")) is False
-    assert queue._run(ops.settle(stale, "completed", '"from A"')) == "stale"
-    assert queue._run(ops.settle(fresh, "completed", '"from B"')) == "completed"
-    assert queue._run(ops.settle(stale, "completed", '"from A"')) == "stale"
-    assert queue._run(ops.settle(fresh, "completed", '"again"')) == "stale"
+    assert queue._run(ops.settle([(stale, ops.Settlement("completed", '"from A"'))])) == ["stale"]
+    assert queue._run(ops.settle([(fresh, ops.Settlement("completed", '"from B"'))])) == [
+        "completed"
+    ]
+    assert queue._run(ops.settle([(stale, ops.Settlement("completed", '"from A"'))])) == ["stale"]
+    assert queue._run(ops.settle([(fresh, ops.Settlement("completed", '"again"'))])) == ["stale"]
     assert job.result() == "from B"
     done = [messages.get_message(timeout=0.5) for _ in range(2)]
     assert [m["type"] for m in done if m] == ["message"]  # one completion event
