@@ -335,7 +335,8 @@ def latency(url: str, port: int, secret: bytes, name: str, samples: int) -> dict
         for i in range(count):
             if browser.expect("subscribed") != i:
                 raise RuntimeError(f"client out of step at job {i}")
-            if q._run(ops.settle(claims[i], "completed", sent(i))) != "completed":
+            done = ops.Settlement("completed", sent(i))
+            if q._run(ops.settle([(claims[i], done)])) != ["completed"]:
                 raise RuntimeError(f"job {i} did not complete")
         got = browser.expect("result")
         bare = sub.expect("result")
