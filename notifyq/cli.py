@@ -220,7 +220,7 @@ def cmd_dead_purge(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     handler = _import_handler(args.handler)
     queues: list[str] = args.queues or ["default"]
-    settings: dict[str, Any] = {"concurrency": args.concurrency}
+    settings: dict[str, Any] = {"concurrency": args.concurrency}  # None: the worker's default
     if args.lease is not None:
         settings["lease"] = args.lease
     if args.timeout is not None:
@@ -681,8 +681,9 @@ COMMANDS: dict[str, Command | Group] = {
             help="handler(payload, job) to import, e.g. tasks:handle (from the current dir)"),
         arg("-q", "--queue", dest="queues", action="append", metavar="QUEUE",
             help="queue to work on; repeat for several (default: default)"),
-        arg("-c", "--concurrency", type=_positive, default=4, metavar="N",
-            help="jobs run at once (default: %(default)s)"),
+        arg("-c", "--concurrency", type=_positive, metavar="N",
+            help="jobs run at once (default: 32 tasks for async def handlers, 4 threads "
+            "for others)"),
         arg("--burst", action="store_true", help="stop once no job is left to do"),
         arg("--lease", type=_seconds, metavar="S", help="lease on a claimed job (default: 30)"),
         arg("--timeout", type=_seconds, metavar="S", help="default limit for one attempt"),

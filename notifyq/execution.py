@@ -156,12 +156,15 @@ def worker_id() -> str:
 class WorkerBase:
     """Settings both workers share; the loops (threads or tasks) live in each flavour."""
 
+    #: Jobs run at once unless ``concurrency`` is given (threads cost more than tasks).
+    default_concurrency = 4
+
     def __init__(
         self,
         queues: Any,
         handler: Handler,
         *,
-        concurrency: int = 4,
+        concurrency: int | None = None,
         lease: float = 30.0,
         timeout: float | None = None,
         grace: float = 30.0,
@@ -176,6 +179,8 @@ class WorkerBase:
             raise ValidationError("a worker needs at least one queue")
         if not callable(handler):
             raise ValidationError(f"handler must be callable, not {handler!r}")
+        if concurrency is None:
+            concurrency = self.default_concurrency
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValidationError(f"concurrency must be an integer >= 1, not {concurrency!r}")
         if not lease > 0 or not grace >= 0 or (timeout is not None and not timeout > 0):

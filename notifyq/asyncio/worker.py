@@ -103,11 +103,14 @@ class _Settler:
 
 
 class Worker(WorkerBase):
-    """Runs ``handler(payload, job)`` for jobs of ``queues`` as up to ``concurrency`` tasks.
+    """Runs ``handler(payload, job)`` for jobs of ``queues`` as up to ``concurrency`` tasks
+    (default 32).
 
     Settings as ``notifyq.Worker``: ``lease``, ``timeout``, ``grace``, ``backoff``,
     ``max_result``, ``name``; ``url``/``client`` as ``notifyq.asyncio.Queue``.
     """
+
+    default_concurrency = 32  # tasks are cheap; docs/benchmarks.md has the drain rates
 
     def __init__(
         self,
