@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import weakref
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import redis
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from ..connection import _args, tcp_options, wrap
 from ..ops import Command, Flow, Op, ScriptCall
@@ -22,7 +24,12 @@ MAX_CONNECTIONS = 64
 
 
 class Backend:
-    """One asyncio Redis client and one wait hub, shared by the queues of an event loop."""
+    """One asyncio Redis client and one wait hub, shared by the queues of an event loop.
+
+    As the blocking backend, it sends commands on its own connections (made with the
+    client's settings, at most ``MAX_CONNECTIONS`` at once; callers beyond wait), not through
+    ``client.execute_command`` (docs/design-notes.md).
+    """
 
     def __init__(
         self, url: str, client: aioredis.Redis | None = None, *, owns_client: bool | None = None
@@ -36,6 +43,11 @@ class Backend:
             client = aioredis.Redis.from_pool(pool)  # closing the client closes its pool
         self.client: aioredis.Redis = client
         self._hub: WaitHub | None = None
+        own = client.connection_pool
+        self._new_connection = functools.partial(own.connection_class, **own.connection_kwargs)
+        self._idle: list[Any] = []
+        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
+        self._closed = False
 
     @property
     def hub(self) -> WaitHub:
@@ -60,31 +72,77 @@ class Backend:
             raise err from exc
 
     async def execute(self, op: Op) -> Any:
-        client = self.client
-        if isinstance(op, Command):
-            return await client.execute_command(*op.args)
-        if isinstance(op, ScriptCall):
+        async with self._slots:
+            conn = self._idle.pop() if self._idle else self._new_connection()
             try:
-                return await client.execute_command(*_args(op, sha=True))
+                try:
+                    reply = await self._send(conn, op)
+                except (redis.ConnectionError, redis.TimeoutError, OSError):
+                    await conn.disconnect()  # once more on a new socket, as redis-py does
+                    reply = await self._send(conn, op)
+            except BaseException as exc:  # cancelled mid-command: the socket is out of step
+                if not isinstance(exc, ResponseError):
+                    await asyncio.shield(conn.disconnect())
+                self._release(conn)
+                raise
+            self._release(conn)
+            return reply
+
+    def _release(self, conn: Any) -> None:
+        if self._closed:
+            _background(conn.disconnect())
+        else:
+            self._idle.append(conn)
+
+    async def _send(self, conn: Any, op: Op) -> Any:
+        if isinstance(op, Command | ScriptCall):
+            try:
+                return await self._call(conn, _args(op, sha=True))
             except NoScriptError:
-                return await client.execute_command(*_args(op, sha=False))
-        pipe = client.pipeline(transaction=False)
+                if isinstance(op, Command):
+                    raise
+                return await self._call(conn, _args(op, sha=False))
+        await conn.send_packed_command(conn.pack_commands([_args(c, sha=True) for c in op.calls]))
+        replies: list[Any] = []
         for call in op.calls:
-            pipe.execute_command(*_args(call, sha=True))
-        replies = await pipe.execute(raise_on_error=False)
+            try:
+                replies.append(await self._reply(conn, _args(call, sha=True)[0]))
+            except ResponseError as exc:
+                replies.append(exc)
         for i, reply in enumerate(replies):
             if isinstance(reply, NoScriptError):  # not run: safe to run again
-                replies[i] = await client.execute_command(*_args(op.calls[i], sha=False))
+                replies[i] = await self._call(conn, _args(op.calls[i], sha=False))
             elif isinstance(reply, Exception) and not op.errors_as_replies:
                 raise reply
         return replies
+
+    async def _call(self, conn: Any, args: tuple[Any, ...]) -> Any:
+        await conn.send_packed_command(conn.pack_command(*args))
+        return await self._reply(conn, args[0])
+
+    async def _reply(self, conn: Any, command: str) -> Any:
+        reply = await conn.read_response()
+        callback = self.client.response_callbacks.get(command)
+        return callback(reply) if callback else reply
 
     async def close(self) -> None:
         if self._hub is not None:
             await self._hub.close()
             self._hub = None
+        self._closed = True
+        while self._idle:
+            await self._idle.pop().disconnect()
         if self.owns_client:  # a client you passed in stays yours to close
             await self.client.aclose()
+
+
+_tasks: set[asyncio.Task[Any]] = set()
+
+
+def _background(coro: Any) -> None:
+    task = asyncio.ensure_future(coro)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
 
 
 def dedicated_client(client: aioredis.Redis, name: str) -> aioredis.Redis:
