@@ -205,10 +205,11 @@ def info(keys: QueueKeys, job_id: str) -> Flow[dict[str, Any]]:
 def _record(job_id: str, record: dict[Any, Any]) -> dict[str, Any]:
     fields = {text(k): text(v) for k, v in record.items()}
     out: dict[str, Any] = {"id": job_id, "state": fields.get("state")}
-    for name in ("attempt", "max_attempts", "enqueued_at", "started_at", "finished_at"):
+    out["attempt"] = int(fields.get("attempt") or 0)  # absent until the first claim
+    for name in ("max_attempts", "enqueued_at", "started_at", "finished_at"):
         if fields.get(name):
             out[name] = int(fields[name] or 0)
-    out["priority"] = fields.get("priority")
+    out["priority"] = fields.get("priority") or "normal"  # absent when normal
     for name in ("payload", "error", "progress"):
         raw = fields.get(name)
         if raw:

@@ -188,7 +188,8 @@ def job_state(
     """A job's state as the gateway shows it: from its record and result key, as of the
     event ``position`` (events after it follow)."""
     state: dict[str, Any] = {"queue": queue, "job": job_id, "state": record.get("state")}
-    for name in ("attempt", "max_attempts", "enqueued_at", "started_at", "finished_at"):
+    state["attempt"] = int(record.get("attempt") or 0)  # absent until the first claim
+    for name in ("max_attempts", "enqueued_at", "started_at", "finished_at"):
         if record.get(name):
             state[name] = int(record[name])
     for name in ("progress", "error"):

@@ -28,9 +28,23 @@ for i = 0, n - 1 do
   if not existing then
     local state = 'queued'
     if delay > 0 then state = 'delayed' end
-    redis.call('HSET', job, 'payload', payload, 'state', state, 'priority', priority,
-      'attempt', 0, 'max_attempts', ARGV[a + 4], 'timeout_ms', ARGV[a + 5],
-      'result_ttl', ARGV[a + 6], 'enqueued_at', now, 'lease', 0, 'idem', idem)
+    -- fields at their default (priority normal, no timeout, no idempotency key, attempt and
+    -- lease 0) are left out: a smaller record, and the readers treat a missing one as default
+    local fields = {'payload', payload, 'state', state, 'max_attempts', ARGV[a + 4],
+      'result_ttl', ARGV[a + 6], 'enqueued_at', now}
+    if priority ~= 'normal' then
+      fields[#fields + 1] = 'priority'
+      fields[#fields + 1] = priority
+    end
+    if ARGV[a + 5] ~= '0' then
+      fields[#fields + 1] = 'timeout_ms'
+      fields[#fields + 1] = ARGV[a + 5]
+    end
+    if idem ~= '' then
+      fields[#fields + 1] = 'idem'
+      fields[#fields + 1] = idem
+    end
+    redis.call('HSET', job, unpack(fields))
     if idem ~= '' then redis.call('SET', idem_key, id) end
     if delay > 0 then
       redis.call('ZADD', base .. 'delayed', now + delay, id)

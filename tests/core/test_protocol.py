@@ -191,6 +191,7 @@ def test_job_state_of_a_failed_job_and_of_corrupt_fields() -> None:
         "queue": "q",
         "job": "j",
         "state": "active",
+        "attempt": 0,  # absent from the record: none yet
         "progress": None,
         "event_id": "0-0",
     }
