@@ -35,10 +35,16 @@ local function outcome(queue, id, status, attempt, now, field, json)
 end
 
 -- Write a job's terminal state in one step: result key, job record, expiry, counter and
--- the done message. Nothing observes one without the others.
-local function finish(base, queue, id, status, field, json, now)
+-- the done message. Nothing observes one without the others. ``known``: the record's
+-- {attempt, result_ttl, idem} when the caller has read them already.
+local function finish(base, queue, id, status, field, json, now, known)
   local job = base .. 'job:' .. id
-  local attempt, ttl, idem = unpack(redis.call('HMGET', job, 'attempt', 'result_ttl', 'idem'))
+  local attempt, ttl, idem
+  if known then
+    attempt, ttl, idem = known[1], known[2], known[3]
+  else
+    attempt, ttl, idem = unpack(redis.call('HMGET', job, 'attempt', 'result_ttl', 'idem'))
+  end
   ttl = tonumber(ttl) or 86400
   local value = outcome(queue, id, status, attempt or 0, now, field, json)
   redis.call('HSET', job, 'state', status, 'finished_at', now)

@@ -16,24 +16,26 @@ while #out < n * 7 and li <= 3 do
     li = li + 1
   else
     local job = base .. 'job:' .. id
-    if redis.call('TYPE', job).ok ~= 'hash' or redis.call('HEXISTS', job, 'payload') == 0 then
+    -- one read for the checks and the reply; a key that is not a hash fails it (pcall)
+    local ok, f = pcall(redis.call, 'HMGET', job, 'state', 'payload', 'lease', 'attempt',
+      'max_attempts', 'timeout_ms', 'priority')
+    if not ok or not f[2] then
       -- not a notifyq job record: set it aside instead of failing every claim
       redis.call('LPUSH', base .. 'quarantine', id)
-    elseif redis.call('HGET', job, 'state') == 'queued' then
-      local token = redis.call('HINCRBY', job, 'lease', 1)
-      local attempt = redis.call('HINCRBY', job, 'attempt', 1)
-      redis.call('HSET', job, 'state', 'active', 'worker', worker, 'started_at', now)
+    elseif f[1] == 'queued' then
+      local token = (tonumber(f[3]) or 0) + 1
+      local attempt = (tonumber(f[4]) or 0) + 1
+      redis.call('HSET', job, 'state', 'active', 'worker', worker, 'started_at', now,
+        'lease', token, 'attempt', attempt)
       redis.call('ZADD', base .. 'active', now + lease_ms, id)
       emit(base, queue, 'started', id, attempt, now, ',"worker":"' .. worker .. '"')
-      local max_attempts, timeout_ms, payload, priority = unpack(redis.call('HMGET', job,
-        'max_attempts', 'timeout_ms', 'payload', 'priority'))
       out[#out + 1] = id
       out[#out + 1] = token
       out[#out + 1] = attempt
-      out[#out + 1] = max_attempts
-      out[#out + 1] = timeout_ms
-      out[#out + 1] = payload
-      out[#out + 1] = priority
+      out[#out + 1] = f[5]
+      out[#out + 1] = f[6]
+      out[#out + 1] = f[2]
+      out[#out + 1] = f[7]
     end
   end
 end

@@ -10,14 +10,14 @@ local now = now_ms()
 
 local function settle(id, token, how, body, delay_ms)
   local job = base .. 'job:' .. id
-  local state, lease, attempt, max_attempts, priority = unpack(redis.call('HMGET', job,
-    'state', 'lease', 'attempt', 'max_attempts', 'priority'))
+  local state, lease, attempt, max_attempts, priority, ttl, idem = unpack(redis.call('HMGET',
+    job, 'state', 'lease', 'attempt', 'max_attempts', 'priority', 'result_ttl', 'idem'))
   if state ~= 'active' or lease ~= token then return 'stale' end
   if how == 'completed' then
-    finish(base, queue, id, 'completed', 'result', body, now)
+    finish(base, queue, id, 'completed', 'result', body, now, {attempt, ttl, idem})
     return 'completed'
   elseif how == 'cancelled' then
-    finish(base, queue, id, 'cancelled', 'error', body, now)
+    finish(base, queue, id, 'cancelled', 'error', body, now, {attempt, ttl, idem})
     return 'cancelled'
   elseif how == 'release' then
     -- graceful shutdown: the attempt did not happen
