@@ -11,7 +11,7 @@ import redis
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
-from ..connection import _args, tcp_options, wrap
+from ..connection import _args, pack, tcp_options, wrap
 from ..ops import Command, Flow, Op, ScriptCall
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ class Backend:
                 if isinstance(op, Command):
                     raise
                 return await self._call(conn, _args(op, sha=False))
-        await conn.send_packed_command(conn.pack_commands([_args(c, sha=True) for c in op.calls]))
+        await conn.send_packed_command([pack(_args(c, sha=True)) for c in op.calls])
         replies: list[Any] = []
         for call in op.calls:
             try:
@@ -117,7 +117,7 @@ class Backend:
         return replies
 
     async def _call(self, conn: Any, args: tuple[Any, ...]) -> Any:
-        await conn.send_packed_command(conn.pack_command(*args))
+        await conn.send_packed_command([pack(args)])
         return await self._reply(conn, args[0])
 
     async def _reply(self, conn: Any, command: str) -> Any:
