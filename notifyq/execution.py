@@ -199,13 +199,25 @@ class WorkerBase:
 
     # The Redis side of the worker loops, as flows: each driver runs them with its own I/O.
 
-    def _claim_flow(self, free: int) -> ops.Flow[list[ops.Claim]]:
-        """Claim up to ``free`` jobs, from the queues in the order they were given."""
+    def _claim_flow(self, free: int, block: float = 0) -> ops.Flow[list[ops.Claim]]:
+        """Claim up to ``free`` jobs, from the queues in the order they were given.
+
+        With ``block`` (seconds), first wait that long at most for an enqueue to wake the
+        worker (BLPOP on the wake lists), with the first queue's claim pipelined behind the
+        BLPOP: the server runs it the moment the BLPOP returns, so a woken worker holds its
+        job after one round trip, not two.
+        """
         claims: list[ops.Claim] = []
-        for keys in self.keys:
+        for i, keys in enumerate(self.keys):
             if len(claims) >= free:
                 break
-            claims += yield from ops.claim(keys, self.id, free - len(claims), self.policy.lease_ms)
+            call = ops.claim_call(keys, self.id, free - len(claims), self.policy.lease_ms)
+            if i == 0 and block:
+                wake = [k.wake for k in self.keys]
+                _, reply = yield ops.Pipeline([ops.Command("BLPOP", *wake, block), call])
+            else:
+                reply = yield call
+            claims += ops.claims(keys, reply)
         return claims
 
     def _drained_flow(self) -> ops.Flow[bool]:

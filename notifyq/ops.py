@@ -313,7 +313,16 @@ class Claim:
 
 
 def claim(keys: QueueKeys, worker_id: str, n: int, lease_ms: int) -> Flow[list[Claim]]:
-    reply = yield ScriptCall(scripts.CLAIM, [keys.base], [worker_id, n, lease_ms, keys.queue])
+    reply = yield claim_call(keys, worker_id, n, lease_ms)
+    return claims(keys, reply)
+
+
+def claim_call(keys: QueueKeys, worker_id: str, n: int, lease_ms: int) -> ScriptCall:
+    return ScriptCall(scripts.CLAIM, [keys.base], [worker_id, n, lease_ms, keys.queue])
+
+
+def claims(keys: QueueKeys, reply: list[Any]) -> list[Claim]:
+    """The claims in a ``claim.lua`` reply."""
     out = []
     for i in range(0, len(reply), 7):
         job_id, token, attempt, max_attempts, timeout_ms, payload, priority = reply[i : i + 7]

@@ -209,8 +209,7 @@ class Worker(WorkerBase):
     # ------------------------------------------------------------ claiming
 
     def _claim_loop(self, burst: bool) -> None:
-        outage = 0.0
-        wake = [k.wake for k in self.keys]
+        outage, block = 0.0, 0.0
         idle = 0.1 if burst else self.policy.tick  # longest block on the wake lists
         while not self._stop.is_set():
             try:
@@ -220,21 +219,21 @@ class Worker(WorkerBase):
                         if len(self._running) >= self.concurrency and not self._stop.is_set():
                             self._changed.wait(self.policy.tick)
                     continue
-                got = self._claim(free)
+                got = self._claim(free, block)
+                outage = 0.0
                 if got == free:
-                    continue  # maybe more: claim again at once
+                    block = 0.0  # maybe more: claim again at once
+                    continue
                 if not got and burst and not self._running and self._drained():
                     return
-                # fewer than asked: the queues are drained; block until an enqueue wakes us
-                self._backend.run(_blpop(wake, idle))
-                outage = 0.0
+                block = idle  # the queues are drained: block until an enqueue wakes us
             except RedisUnavailable as exc:
                 outage = min(max(outage * 2, 0.1), 5.0)
                 log.warning("%s; retrying in %.1fs", exc, outage)
                 self._stop.wait(outage)
 
-    def _claim(self, free: int) -> int:
-        claims = self._backend.run(self._claim_flow(free))
+    def _claim(self, free: int, block: float = 0) -> int:
+        claims = self._backend.run(self._claim_flow(free, block))
         for claim in claims:
             self._start(claim)
         return len(claims)
@@ -361,7 +360,3 @@ class Worker(WorkerBase):
                     log.error(
                         "job %s: release failed (%s); its lease will lapse", run.claim.id, exc
                     )
-
-
-def _blpop(keys: list[str], timeout: float) -> ops.Flow[None]:
-    yield ops.Command("BLPOP", *keys, timeout)

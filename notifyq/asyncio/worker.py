@@ -164,8 +164,7 @@ class Worker(WorkerBase):
     # ------------------------------------------------------------ claiming
 
     async def _claim_loop(self, burst: bool) -> None:
-        outage = 0.0
-        wake = [k.wake for k in self.keys]
+        outage, block = 0.0, 0.0
         idle = 0.1 if burst else self.policy.tick  # longest block on the wake lists
         while not self._stop.is_set():
             try:
@@ -174,22 +173,22 @@ class Worker(WorkerBase):
                     self._freed.clear()
                     await self._freed.wait()
                     continue
-                got = await self._claim(free)
+                got = await self._claim(free, block)
+                outage = 0.0
                 if got == free:
-                    continue  # maybe more: claim again at once
+                    block = 0.0  # maybe more: claim again at once
+                    continue
                 if not got and burst and not self._running and await self._drained():
                     return
-                # fewer than asked: the queues are drained; block until an enqueue wakes us
-                await self._backend.run(_blpop(wake, idle))
-                outage = 0.0
+                block = idle  # the queues are drained: block until an enqueue wakes us
             except RedisUnavailable as exc:
                 outage = min(max(outage * 2, 0.1), 5.0)
                 log.warning("%s; retrying in %.1fs", exc, outage)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), outage)
 
-    async def _claim(self, free: int) -> int:
-        claims = await self._backend.run(self._claim_flow(free))
+    async def _claim(self, free: int, block: float = 0) -> int:
+        claims = await self._backend.run(self._claim_flow(free, block))
         for claim in claims:
             self._start(claim)
         return len(claims)
@@ -294,7 +293,3 @@ class Worker(WorkerBase):
             run.stop("release")
         tasks = [r.task for r in self._running.values() if r.task]
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _blpop(keys: list[str], timeout: float) -> ops.Flow[None]:
-    yield ops.Command("BLPOP", *keys, timeout)
