@@ -81,6 +81,7 @@ end
 
 -- Idle workers block on the wake list; it holds at most one token.
 local function wake(base)
-  redis.call('LPUSH', base .. 'wake', '1')
-  redis.call('LTRIM', base .. 'wake', 0, 0)
+  if redis.call('LLEN', base .. 'wake') == 0 then
+    redis.call('LPUSH', base .. 'wake', '1')
+  end
 end
