@@ -47,4 +47,10 @@ bench: setup
 	$(BIN)/python bench/quick.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .bench-venv .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# make bench-peers — notifyq against Celery, RQ, arq, SAQ, Dramatiq, huey, taskiq, streaq and
+#                    BullMQ on one server (installs them into .bench-venv; bench/peers/README.md)
+.PHONY: bench-peers
+bench-peers:
+	$(PYTHON) bench/peers/run.py
