@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -17,7 +18,7 @@ import redis
 from redis.exceptions import NoScriptError, ResponseError
 
 from .errors import CorruptRecord, RedisUnavailable
-from .ops import Command, Flow, Op, ScriptCall
+from .ops import Command, Flow, Op, Pipeline, ScriptCall
 
 if TYPE_CHECKING:
     from .hub import WaitHub
@@ -155,11 +156,8 @@ class Backend:
                 replies.append(self._reply(conn, _args(call, sha=True)[0]))
             except ResponseError as exc:
                 replies.append(exc)
-        for i, reply in enumerate(replies):
-            if isinstance(reply, NoScriptError):  # not run: safe to run again
-                replies[i] = self._call(conn, _args(op.calls[i], sha=False))
-            elif isinstance(reply, Exception) and not op.errors_as_replies:
-                raise reply
+        for i in reruns(op, replies):
+            replies[i] = self._call(conn, _args(op.calls[i], sha=False))
         return replies
 
     def _call(self, conn: Any, args: tuple[Any, ...]) -> Any:
@@ -167,9 +165,7 @@ class Backend:
         return self._reply(conn, args[0])
 
     def _reply(self, conn: Any, command: str) -> Any:
-        reply = conn.read_response()
-        callback = self.client.response_callbacks.get(command)
-        return callback(reply) if callback else reply
+        return shape(self.client, command, conn.read_response())
 
     def close(self) -> None:
         with self._lock:
@@ -187,6 +183,23 @@ def pack(args: tuple[Any, ...]) -> bytes:
     """One command in RESP, packed by hiredis (C): for a settle batch of 32 jobs about
     10 µs, where redis.asyncio's own packer takes about 75 µs."""
     return hiredis.pack_command(args)  # type: ignore[no-any-return]
+
+
+def shape(client: Any, command: str, reply: Any) -> Any:
+    """A reply as ``client.execute_command`` would return it (the client's callbacks)."""
+    callback = client.response_callbacks.get(command)
+    return callback(reply) if callback else reply
+
+
+def reruns(op: Pipeline, replies: list[Any]) -> Iterator[int]:
+    """The pipeline replies to run again with EVAL, in order: scripts the server did not
+    know (not run: safe to run again). Raises the first other error, unless the pipeline
+    takes errors as replies."""
+    for i, reply in enumerate(replies):
+        if isinstance(reply, NoScriptError):
+            yield i
+        elif isinstance(reply, Exception) and not op.errors_as_replies:
+            raise reply
 
 
 def _args(call: Command | ScriptCall, *, sha: bool) -> tuple[Any, ...]:

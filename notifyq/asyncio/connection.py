@@ -11,7 +11,7 @@ import redis
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
-from ..connection import _args, pack, tcp_options, wrap
+from ..connection import _args, pack, reruns, shape, tcp_options, wrap
 from ..ops import Command, Flow, Op, ScriptCall
 
 if TYPE_CHECKING:
@@ -109,11 +109,8 @@ class Backend:
                 replies.append(await self._reply(conn, _args(call, sha=True)[0]))
             except ResponseError as exc:
                 replies.append(exc)
-        for i, reply in enumerate(replies):
-            if isinstance(reply, NoScriptError):  # not run: safe to run again
-                replies[i] = await self._call(conn, _args(op.calls[i], sha=False))
-            elif isinstance(reply, Exception) and not op.errors_as_replies:
-                raise reply
+        for i in reruns(op, replies):
+            replies[i] = await self._call(conn, _args(op.calls[i], sha=False))
         return replies
 
     async def _call(self, conn: Any, args: tuple[Any, ...]) -> Any:
@@ -121,9 +118,7 @@ class Backend:
         return await self._reply(conn, args[0])
 
     async def _reply(self, conn: Any, command: str) -> Any:
-        reply = await conn.read_response()
-        callback = self.client.response_callbacks.get(command)
-        return callback(reply) if callback else reply
+        return shape(self.client, command, await conn.read_response())
 
     async def close(self) -> None:
         if self._hub is not None:
