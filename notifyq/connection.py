@@ -10,7 +10,7 @@ import functools
 import os
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import hiredis
@@ -78,6 +78,8 @@ class Backend:
     itself on loopback (docs/design-notes.md). The client's reply callbacks still apply.
     """
 
+    sharded = False  # classic pub/sub (a cluster's backend subscribes per shard)
+
     def __init__(
         self, url: str, client: redis.Redis | None = None, *, owns_client: bool | None = None
     ) -> None:
@@ -99,6 +101,12 @@ class Backend:
 
                 self._hub = WaitHub(self)
             return self._hub
+
+    def pubsub_connection(self, client_name: str) -> Any:
+        """A new connection for pub/sub (not yet connected): no read timeout, named."""
+        pool = self.client.connection_pool
+        kwargs = {**pool.connection_kwargs, "socket_timeout": None, "health_check_interval": 0}
+        return pool.connection_class(**{**kwargs, "client_name": client_name})
 
     def run(self, flow: Flow[T]) -> T:
         """Drive a flow: send each operation it yields, hand it the reply."""
@@ -223,12 +231,19 @@ _shared_lock = threading.Lock()
 
 
 def shared_backend(url: str | None) -> Backend:
-    """The process-wide backend for ``url`` (so all queues share one hub connection)."""
+    """The process-wide backend for ``url`` (so all queues share one hub connection); a
+    ``redis+cluster://`` URL gets a ``cluster.ClusterBackend`` (same methods)."""
     resolved = resolve_url(url)
     with _shared_lock:
         backend = _shared.get(resolved)
         if backend is None:
-            backend = _shared[resolved] = Backend(resolved)
+            from . import cluster
+
+            if cluster.is_cluster_url(resolved):  # duck-typed: the same methods as Backend
+                backend = cast(Backend, cluster.ClusterBackend(resolved))
+            else:
+                backend = Backend(resolved)
+            _shared[resolved] = backend
         return backend
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from .cluster import message_kind, subscribe_commands
 from .codec import text
 from .connection import redact
 from .errors import RedisUnavailable, ResultTimeout
@@ -85,23 +86,21 @@ class WaitHub:
             self._thread.start()
 
     def _connect(self) -> None:
-        pool = self._backend.client.connection_pool
-        kwargs = {**pool.connection_kwargs, "socket_timeout": None, "health_check_interval": 0}
-        kwargs["client_name"] = HUB_CLIENT_NAME
-        conn = pool.connection_class(**kwargs)
         try:
+            conn = self._backend.pubsub_connection(HUB_CLIENT_NAME)
             conn.connect()
-        except redis.ConnectionError as exc:
+        except (redis.ConnectionError, OSError) as exc:
             raise RedisUnavailable(redact(self._backend.url), str(exc)) from exc
         self._conn = conn
 
     def _flush(self) -> None:
         subscribe, unsubscribe = self._subs.plan()
+        sharded = self._backend.sharded
         try:
-            if subscribe:
-                self._conn.send_command("SUBSCRIBE", *subscribe)
-            if unsubscribe:
-                self._conn.send_command("UNSUBSCRIBE", *unsubscribe)
+            for command in subscribe_commands("SUBSCRIBE", subscribe, sharded):
+                self._conn.send_command(*command)
+            for command in subscribe_commands("UNSUBSCRIBE", unsubscribe, sharded):
+                self._conn.send_command(*command)
         except (redis.ConnectionError, OSError):
             pass  # the reader sees the same failure, reconnects and subscribes again
 
@@ -142,7 +141,7 @@ class WaitHub:
                         continue
                 continue
             delay = 0.05
-            kind, channel = text(reply[0]), text(reply[1]) or ""
+            kind, channel = message_kind(text(reply[0]) or ""), text(reply[1]) or ""
             if kind == "message":
                 with self._lock:
                     waits = self._subs.message(channel)

@@ -6,6 +6,9 @@ local function now_ms()
 end
 
 local DEFAULT_EVENTS_MAXLEN = 10000
+-- PUBLISH, or SPUBLISH in the flavour loaded on a Redis Cluster (notifyq/scripts/__init__.py):
+-- sharded pub/sub keeps a queue's messages on the shard that holds its keys
+local PUBLISH = 'PUBLISH'
 local events_maxlen = nil
 
 -- Emit an event: append it to the queue's bounded stream (catch-up) and publish it on the
@@ -23,7 +26,7 @@ local function emit(base, queue, etype, id, attempt, now, extra)
     '","attempt":' .. attempt .. ',"ts":' .. now .. ',"seq":' .. seq .. extra
   local eid = redis.call('XADD', base .. 'events', 'MAXLEN', '~', events_maxlen, '*',
     'e', '{"v":1,' .. body .. '}')
-  redis.call('PUBLISH', base .. 'events', '{"v":1,"event_id":"' .. eid .. '",' .. body .. '}')
+  redis.call(PUBLISH, base .. 'events', '{"v":1,"event_id":"' .. eid .. '",' .. body .. '}')
   return eid
 end
 
@@ -60,7 +63,7 @@ local function finish(base, queue, id, status, field, json, now, known)
     end
   end
   redis.call('HINCRBY', base .. 'stats', status, 1)
-  redis.call('PUBLISH', base .. 'done:' .. id, value)
+  redis.call(PUBLISH, base .. 'done:' .. id, value)
   emit(base, queue, status, id, attempt or 0, now, ',"' .. field .. '":' .. json)
   return value
 end
