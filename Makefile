@@ -1,7 +1,8 @@
 # make demo     — set everything up, then run the web demo (throwaway server, worker, gateway):
 #                 open the http://127.0.0.1:8765/#key=... link it prints
 # make test     — set everything up, lint, type-check, run the suite (twice: embedded Valkey,
-#                 then the Redis at 127.0.0.1:6379 when one answers there), browser tests included
+#                 then the Redis at 127.0.0.1:6379 when one answers there), browser tests included,
+#                 then the tests marked cluster against a 3-master Redis Cluster on loopback
 # make browser  — Debian's chromium for the browser tests, if /usr/bin/chromium is missing
 PYTHON ?= python3
 VENV   := .venv
@@ -42,6 +43,8 @@ test: lint browser
 	else \
 		echo "== no Redis answers at $(REDIS_URL): the embedded Valkey run above is the only one"; \
 	fi
+	@echo "== the tests marked cluster, against a Redis Cluster of 3 masters the run starts on loopback"
+	NOTIFYQ_TEST_CLUSTER=1 $(BIN)/pytest -m cluster
 
 bench: setup
 	$(BIN)/python bench/quick.py

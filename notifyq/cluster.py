@@ -54,6 +54,7 @@ REDIRECT_ERRORS = (AskError, TryAgainError, ClusterDownError)  # MovedError is a
 _KEYLESS = frozenset({"PING", "TIME", "INFO", "CLIENT", "SCRIPT", "CLUSTER", "ECHO", "PUBSUB"})
 _ALL_KEYS = frozenset({"DEL", "EXISTS", "UNLINK", "MGET", "TOUCH"})
 _BLOCKING_POPS = frozenset({"BLPOP", "BRPOP", "BZPOPMIN", "BZPOPMAX"})
+_SUBCOMMANDS = frozenset({"XINFO", "XGROUP", "OBJECT", "MEMORY"})  # the key comes second
 
 
 def is_cluster_url(url: str) -> bool:
@@ -69,6 +70,11 @@ def node_url(url: str, address: str) -> str:
     return urlunsplit((scheme, userinfo + address, "/0", parts.query, ""))
 
 
+def seed(url: str) -> str:
+    """The ``host:port`` a cluster URL names."""
+    return urlsplit(url).netloc.rsplit("@", 1)[-1]
+
+
 def keys_of(call: Command | ScriptCall) -> list[str]:
     """The keys an operation touches, as the cluster routes it."""
     if isinstance(call, ScriptCall):
@@ -81,6 +87,8 @@ def keys_of(call: Command | ScriptCall) -> list[str]:
         return rest
     if name in _BLOCKING_POPS:
         return rest[:-1]
+    if name in _SUBCOMMANDS:
+        return rest[1:2]
     if name in ("XREAD", "XREADGROUP"):
         upper = [a.upper() for a in rest]
         streams = rest[upper.index("STREAMS") + 1 :]
@@ -200,12 +208,15 @@ class ClusterBackend:
 
     sharded = True
 
-    def __init__(self, url: str, *, failover_timeout: float = FAILOVER_TIMEOUT) -> None:
+    def __init__(
+        self, url: str, *, failover_timeout: float = FAILOVER_TIMEOUT, name: str | None = None
+    ) -> None:
         self.url = url
         self.failover_timeout = failover_timeout
+        self._name = name  # CLIENT SETNAME, and no read timeout: see dedicated()
         self._nodes: dict[str, Backend] = {}
         self._topology: Topology | None = None
-        self._seeds = [urlsplit(url).netloc.rsplit("@", 1)[-1]]
+        self._seeds = [seed(url)]
         self._lock = threading.Lock()
         self._hubs: dict[int, WaitHub] = {}
         self._client: redis.RedisCluster | None = None
@@ -236,13 +247,23 @@ class ClusterBackend:
         raise RedisUnavailable(self.url, f"no cluster node answers: {last}")
 
     def node(self, address: str) -> Backend:
-        from .connection import Backend
+        from .connection import Backend, named_client
 
         with self._lock:
             backend = self._nodes.get(address)
             if backend is None:
-                backend = self._nodes[address] = Backend(node_url(self.url, address))
+                url = node_url(self.url, address)
+                if self._name is None:
+                    backend = Backend(url)
+                else:
+                    backend = Backend(url, named_client(url, self._name), owns_client=True)
+                self._nodes[address] = backend
             return backend
+
+    def dedicated(self, name: str) -> ClusterBackend:
+        """The same cluster on connections of its own, named ``name``, without a read
+        timeout (``Backend.dedicated``)."""
+        return ClusterBackend(self.url, failover_timeout=self.failover_timeout, name=name)
 
     def master_for(self, slot: int) -> Backend:
         return self.node(self.topology().master(slot))

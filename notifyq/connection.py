@@ -108,6 +108,11 @@ class Backend:
         kwargs = {**pool.connection_kwargs, "socket_timeout": None, "health_check_interval": 0}
         return pool.connection_class(**{**kwargs, "client_name": client_name})
 
+    def dedicated(self, name: str) -> Backend:
+        """A backend on the same server with connections of its own, named ``name``, without
+        a read timeout: for a reader that blocks (a listener)."""
+        return Backend(self.url, dedicated_client(self.client, name), owns_client=True)
+
     def run(self, flow: Flow[T]) -> T:
         """Drive a flow: send each operation it yields, hand it the reply."""
         try:
@@ -215,6 +220,11 @@ def _args(call: Command | ScriptCall, *, sha: bool) -> tuple[Any, ...]:
         return call.args
     head = ("EVALSHA", call.script.sha) if sha else ("EVAL", call.script.source)
     return (*head, len(call.keys), *call.keys, *call.args)
+
+
+def named_client(url: str, name: str) -> redis.Redis:
+    """A client for ``url`` whose connections are named ``name``, without a read timeout."""
+    return redis.Redis.from_url(url, client_name=name, socket_timeout=None, **tcp_options(url))
 
 
 def dedicated_client(client: redis.Redis, name: str) -> redis.Redis:

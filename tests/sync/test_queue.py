@@ -126,6 +126,7 @@ class CountingConnection(redis.Connection):
         return super().send_packed_command(command, check_health)
 
 
+@pytest.mark.standalone(reason="it counts the sends of a plain redis-py client it passes in")
 def test_enqueue_many_is_one_round_trip_per_batch(name: str, redis_url: str) -> None:
     pool = redis.ConnectionPool.from_url(redis_url, connection_class=CountingConnection)
     client = redis.Redis(connection_pool=pool)
