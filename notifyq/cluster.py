@@ -175,6 +175,11 @@ class Topology:
         return self._range(slot)[0]
 
     @property
+    def shards(self) -> list[int]:
+        """Every shard's name (``shard``)."""
+        return [r[0] for r in self._ranges]
+
+    @property
     def masters(self) -> list[str]:
         return sorted({r[2] for r in self._ranges})
 

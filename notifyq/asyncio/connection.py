@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import weakref
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis
 import redis.asyncio as aioredis
@@ -30,6 +30,8 @@ class Backend:
     client's settings, at most ``MAX_CONNECTIONS`` at once; callers beyond wait), not through
     ``client.execute_command`` (docs/design-notes.md).
     """
+
+    sharded = False  # classic pub/sub (a cluster's backend subscribes per shard)
 
     def __init__(
         self, url: str, client: aioredis.Redis | None = None, *, owns_client: bool | None = None
@@ -56,6 +58,17 @@ class Backend:
 
             self._hub = WaitHub(self)
         return self._hub
+
+    async def pubsub_connection(self, client_name: str) -> Any:
+        """A new connection for pub/sub (not yet connected): no read timeout, named."""
+        pool = self.client.connection_pool
+        kwargs = {**pool.connection_kwargs, "socket_timeout": None, "health_check_interval": 0}
+        return pool.connection_class(**{**kwargs, "client_name": client_name})
+
+    def dedicated(self, name: str) -> Backend:
+        """A backend on the same server with connections of its own, named ``name``, without
+        a read timeout: for a reader that blocks (a listener)."""
+        return Backend(self.url, dedicated_client(self.client, name), owns_client=True)
 
     async def run(self, flow: Flow[T]) -> T:
         """Drive a flow: send each operation it yields, hand it the reply."""
@@ -140,6 +153,12 @@ def _background(coro: Any) -> None:
     task.add_done_callback(_tasks.discard)
 
 
+def named_client(url: str, name: str) -> aioredis.Redis:
+    """A client for ``url`` whose connections are named ``name``, without a read timeout."""
+    options: dict[str, Any] = {"client_name": name, "socket_timeout": None, **tcp_options(url)}
+    return aioredis.Redis.from_url(url, **options)
+
+
 def dedicated_client(client: aioredis.Redis, name: str) -> aioredis.Redis:
     """A client on the same server with its own connections, named ``name`` in CLIENT LIST
     and without a read timeout (for blocking reads)."""
@@ -161,7 +180,15 @@ def shared_backend(url: str) -> Backend:
     per_loop = _shared.setdefault(asyncio.get_running_loop(), {})
     backend = per_loop.get(url)
     if backend is None:
-        backend = per_loop[url] = Backend(url)
+        from .. import cluster
+
+        if cluster.is_cluster_url(url):  # duck-typed: the same methods as Backend
+            from .cluster import ClusterBackend
+
+            backend = cast(Backend, ClusterBackend(url))
+        else:
+            backend = Backend(url)
+        per_loop[url] = backend
     return backend
 
 

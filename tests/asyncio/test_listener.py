@@ -12,6 +12,8 @@ import redis
 import notifyq.asyncio as anq
 from notifyq import Event, signals
 
+from ..support import server_of
+
 
 @pytest.fixture
 async def completions(aqueue: anq.Queue) -> AsyncIterator[list[Event]]:
@@ -85,9 +87,11 @@ async def test_named_listener_survives_killed_connections(
     running = asyncio.ensure_future(worker.run(burst=True))
     for at in (400, 1200):
         await until(lambda at=at: len(completions) >= at)
-        for c in r.client_list():
-            if c["name"] == listener.label:
-                r.client_kill_filter(_id=c["id"])
+        server = server_of(r, aqueue.name)
+        killed = [c for c in server.client_list() if c["name"] == listener.label]
+        assert killed  # the listener's connection is on the queue's server
+        for c in killed:
+            server.client_kill_filter(_id=c["id"])
     await running
     await until(lambda: {e.job_id for e in completions} == {j.id for j in jobs})
     await listener.stop()

@@ -226,16 +226,7 @@ def started(marks: pathlib.Path, job: notifyq.Job) -> Callable[[], bool]:
     return lambda: (marks / f"{job.id}.started").exists()
 
 
-@pytest.mark.parametrize(
-    "mode",
-    [
-        "block",
-        pytest.param(
-            "async-block",
-            marks=pytest.mark.standalone(reason="the asyncio API does not route to a cluster yet"),
-        ),
-    ],
-)
+@pytest.mark.parametrize("mode", ["block", "async-block"])
 def test_sigkilled_worker_job_is_completed_by_another(
     queue: Queue, spawn: Callable, marks: pathlib.Path, mode: str
 ) -> None:
