@@ -29,7 +29,7 @@ from .support import running
 
 #: Test folders whose tests also run against a Redis Cluster (the ``cluster`` marker), but
 #: for those marked ``standalone``.
-CLUSTER_FOLDERS = ("sync", "asyncio", "core")
+CLUSTER_FOLDERS = ("sync", "asyncio", "core", "gateway")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -75,3 +75,11 @@ def channels(r: redis.Redis, queue: str, pattern: str) -> list[bytes]:
     if isinstance(r, redis.RedisCluster):
         return list(server.execute_command("PUBSUB", "SHARDCHANNELS", pattern))
     return list(server.pubsub_channels(pattern))
+
+
+def subscribers(r: redis.Redis, queue: str, channel: str) -> int:
+    """How many connections subscribe to ``channel`` (shard subscribers on a cluster)."""
+    server = server_of(r, queue)
+    if isinstance(r, redis.RedisCluster):
+        return int(server.execute_command("PUBSUB", "SHARDNUMSUB", channel)[1])
+    return int(server.pubsub_numsub(channel)[0][1])

@@ -180,16 +180,20 @@ def shared_backend(url: str) -> Backend:
     per_loop = _shared.setdefault(asyncio.get_running_loop(), {})
     backend = per_loop.get(url)
     if backend is None:
-        from .. import cluster
-
-        if cluster.is_cluster_url(url):  # duck-typed: the same methods as Backend
-            from .cluster import ClusterBackend
-
-            backend = cast(Backend, ClusterBackend(url))
-        else:
-            backend = Backend(url)
-        per_loop[url] = backend
+        backend = per_loop[url] = new_backend(url)
     return backend
+
+
+def new_backend(url: str) -> Backend:
+    """A backend of its own for ``url``: a ``cluster.ClusterBackend`` (the same methods)
+    for a ``redis+cluster://`` URL."""
+    from .. import cluster
+
+    if cluster.is_cluster_url(url):
+        from .cluster import ClusterBackend
+
+        return cast(Backend, ClusterBackend(url))
+    return Backend(url)
 
 
 async def close_shared() -> None:
