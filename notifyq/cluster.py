@@ -192,12 +192,16 @@ def _address(node: Sequence[Any]) -> str:
 def group_by_node(
     calls: Sequence[Command | ScriptCall], topology: Topology
 ) -> dict[str, list[int]]:
-    """Which calls of a pipeline go to which master (indexes, in order)."""
+    """Which calls of a pipeline go to which master (indexes, in order). A keyless command
+    goes with the call before it, on the same connection: ``WAIT`` after an enqueue counts
+    the replicas that hold that enqueue."""
     groups: dict[str, list[int]] = {}
-    first = topology.masters[0]
+    address = topology.masters[0]
     for i, call in enumerate(calls):
         slot = slot_of(call)
-        groups.setdefault(first if slot is None else topology.master(slot), []).append(i)
+        if slot is not None:
+            address = topology.master(slot)
+        groups.setdefault(address, []).append(i)
     return groups
 
 

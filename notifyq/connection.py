@@ -17,7 +17,7 @@ import hiredis
 import redis
 from redis.exceptions import NoScriptError, ResponseError
 
-from .errors import CorruptRecord, RedisUnavailable
+from .errors import CorruptRecord, NotifyQError, RedisUnavailable
 from .ops import Command, Flow, Op, Pipeline, ScriptCall
 
 if TYPE_CHECKING:
@@ -62,6 +62,8 @@ def tcp_options(url: str) -> dict[str, object]:
 
 def wrap(exc: Exception, url: str) -> Exception:
     """The notifyq error for a redis-py error (to ``raise ... from exc``)."""
+    if isinstance(exc, NotifyQError):  # already ours (some are OSErrors: TimeoutError)
+        return exc
     if isinstance(exc, UNAVAILABLE):
         return RedisUnavailable(redact(url), str(exc) or type(exc).__name__)
     if isinstance(exc, ResponseError) and str(exc).startswith("WRONGTYPE"):

@@ -28,6 +28,7 @@ from .errors import (
     JobCancelled,
     JobFailed,
     JobNotFound,
+    NotReplicated,
     ResultNotReady,
     ValidationError,
 )
@@ -135,11 +136,32 @@ def job_spec(
     )
 
 
-def enqueue(keys: QueueKeys, specs: Sequence[JobSpec]) -> Flow[list[tuple[str, bool]]]:
+@dataclass(frozen=True, slots=True)
+class Durability:
+    """How many replicas must hold an enqueue before it returns (``WAIT``), and how long
+    to wait for them."""
+
+    replicas: int = 0
+    timeout_ms: int = 1000
+
+
+def durability(replicas: int, timeout: float) -> Durability:
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+        raise ValidationError(f"replicas must be an integer >= 0, not {replicas!r}")
+    if timeout is None:  # WAIT with 0 would block for ever
+        raise ValidationError("replica_timeout must be a number of seconds, not None")
+    ms = max(1, round(_seconds(timeout, "replica_timeout", allow_zero=False) * 1000))
+    return Durability(replicas, ms)
+
+
+def enqueue(
+    keys: QueueKeys, specs: Sequence[JobSpec], durable: Durability = Durability()
+) -> Flow[list[tuple[str, bool]]]:
     """Enqueue jobs in one script call; returns ``(job id, created)`` per job.
 
     ``created`` is False when the idempotency key or the job id was already in use; the id
-    is then the existing job's.
+    is then the existing job's. With ``durable.replicas``, a ``WAIT`` follows the script on
+    the same connection; fewer replicas than asked raises ``NotReplicated``.
     """
     job_keys: list[str] = [keys.base]
     args: list[Any] = [keys.queue, len(specs)]
@@ -148,8 +170,15 @@ def enqueue(keys: QueueKeys, specs: Sequence[JobSpec]) -> Flow[list[tuple[str, b
         job_keys += [job_key, keys.idempotency(s.idempotency_key) if s.idempotency_key else job_key]
         args += [s.id, s.payload, s.priority, s.delay_ms, s.max_attempts, s.timeout_ms,
                  s.result_ttl, s.idempotency_key]  # fmt: skip
-    reply = yield ScriptCall(scripts.ENQUEUE, job_keys, args)
-    return [(text(job_id) or "", bool(created)) for job_id, created in reply]
+    call = ScriptCall(scripts.ENQUEUE, job_keys, args)
+    if durable.replicas:
+        reply, acked = yield Pipeline([call, Command("WAIT", durable.replicas, durable.timeout_ms)])
+    else:
+        reply, acked = (yield call), 0
+    jobs = [(text(job_id) or "", bool(created)) for job_id, created in reply]
+    if acked < durable.replicas:
+        raise NotReplicated([job_id for job_id, _ in jobs], int(acked), durable.replicas)
+    return jobs
 
 
 # ---------------------------------------------------------------- reading a job

@@ -32,11 +32,24 @@ from .support import running
 CLUSTER_FOLDERS = ("sync", "asyncio", "core", "gateway")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark what also runs on a cluster; ``tests/cluster/`` (each test starts a cluster of
+    its own) runs only in the cluster pass, not three times."""
+    cluster_pass = os.environ.get("NOTIFYQ_TEST_CLUSTER") == "1"
+    kept, dropped = [], []
     for item in items:
         folder = item.path.parent.name
         if folder in CLUSTER_FOLDERS and not item.get_closest_marker("standalone"):
             item.add_marker(pytest.mark.cluster)
+        if folder == "cluster":
+            item.add_marker(pytest.mark.cluster)
+            if not cluster_pass:
+                dropped.append(item)
+                continue
+        kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")
