@@ -317,7 +317,8 @@ class ClusterBackend:
             return self.node(address).execute(sharded(op))
         replies: list[Any] = [None] * len(op.calls)
         for address, indexes in group_by_node(op.calls, topology).items():
-            part = Pipeline([sharded(op.calls[i]) for i in indexes], op.errors_as_replies)
+            calls = [sharded(op.calls[i]) for i in indexes]
+            part = Pipeline(calls, op.errors_as_replies, op.rerun_after_scripts)
             for i, reply in zip(indexes, self.node(address).execute(part), strict=True):
                 if isinstance(reply, Exception) and redirected(reply):
                     raise reply

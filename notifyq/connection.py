@@ -17,6 +17,7 @@ import hiredis
 import redis
 from redis.exceptions import NoScriptError, ResponseError
 
+from . import sentinel
 from .errors import CorruptRecord, NotifyQError, RedisUnavailable
 from .ops import Command, Flow, Op, Pipeline, ScriptCall
 
@@ -55,9 +56,17 @@ def redact(url: str) -> str:
 
 def tcp_options(url: str) -> dict[str, object]:
     """Keepalive and health checks for TCP URLs (unix sockets take neither)."""
-    if urlsplit(url).scheme in ("redis", "rediss"):
+    if urlsplit(url).scheme in ("redis", "rediss", "redis+sentinel", "rediss+sentinel"):
         return {"socket_keepalive": True, "health_check_interval": 30}
     return {}
+
+
+def client_for(url: str, **options: Any) -> redis.Redis:
+    """A redis-py client for ``url``: through the sentinels for ``redis+sentinel://``."""
+    options = {**tcp_options(url), **options}
+    if sentinel.is_sentinel_url(url):
+        return sentinel.client(url, **options)
+    return redis.Redis.from_url(url, **options)
 
 
 def wrap(exc: Exception, url: str) -> Exception:
@@ -87,7 +96,7 @@ class Backend:
     ) -> None:
         self.url = url
         self.owns_client = client is None if owns_client is None else owns_client
-        self.client: redis.Redis = client or redis.Redis.from_url(url, **tcp_options(url))
+        self.client: redis.Redis = client or client_for(url)
         self._hub: WaitHub | None = None
         self._lock = threading.Lock()
         pool = self.client.connection_pool
@@ -157,6 +166,8 @@ class Backend:
             self._idle.append(conn)
 
     def _send(self, conn: Any, op: Op) -> Any:
+        if not conn.is_connected:  # connect(), not the send's own: a sentinel-managed
+            conn.connect()  # connection asks where the primary is only in connect()
         if isinstance(op, Command | ScriptCall):
             try:
                 return self._call(conn, _args(op, sha=True))
@@ -207,11 +218,16 @@ def shape(client: Any, command: str, reply: Any) -> Any:
 
 
 def reruns(op: Pipeline, replies: list[Any]) -> Iterator[int]:
-    """The pipeline replies to run again with EVAL, in order: scripts the server did not
-    know (not run: safe to run again). Raises the first other error, unless the pipeline
-    takes errors as replies."""
+    """The pipeline calls to run again, in order: scripts the server did not know (not run:
+    safe to run again; they go with EVAL), and with ``op.rerun_after_scripts`` every call
+    after the first of them (a ``WAIT`` must follow the write it waits for). Raises the first
+    other error, unless the pipeline takes errors as replies."""
+    rerunning = False
     for i, reply in enumerate(replies):
         if isinstance(reply, NoScriptError):
+            rerunning = op.rerun_after_scripts
+            yield i
+        elif rerunning:
             yield i
         elif isinstance(reply, Exception) and not op.errors_as_replies:
             raise reply
@@ -226,7 +242,7 @@ def _args(call: Command | ScriptCall, *, sha: bool) -> tuple[Any, ...]:
 
 def named_client(url: str, name: str) -> redis.Redis:
     """A client for ``url`` whose connections are named ``name``, without a read timeout."""
-    return redis.Redis.from_url(url, client_name=name, socket_timeout=None, **tcp_options(url))
+    return client_for(url, client_name=name, socket_timeout=None)
 
 
 def dedicated_client(client: redis.Redis, name: str) -> redis.Redis:

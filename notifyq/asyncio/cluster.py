@@ -141,7 +141,11 @@ class ClusterBackend:
         parts = await asyncio.gather(
             *(
                 self.node(address).execute(
-                    Pipeline([sharded(op.calls[i]) for i in indexes], op.errors_as_replies)
+                    Pipeline(
+                        [sharded(op.calls[i]) for i in indexes],
+                        op.errors_as_replies,
+                        op.rerun_after_scripts,
+                    )
                 )
                 for address, indexes in groups
             )

@@ -11,6 +11,7 @@ import redis
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
+from .. import sentinel
 from ..connection import _args, pack, reruns, shape, tcp_options, wrap
 from ..ops import Command, Flow, Op, ScriptCall
 
@@ -39,10 +40,7 @@ class Backend:
         self.url = url
         self.owns_client = client is None if owns_client is None else owns_client
         if client is None:
-            pool = aioredis.BlockingConnectionPool.from_url(
-                url, max_connections=MAX_CONNECTIONS, timeout=None, **tcp_options(url)
-            )
-            client = aioredis.Redis.from_pool(pool)  # closing the client closes its pool
+            client = client_for(url)
         self.client: aioredis.Redis = client
         self._hub: WaitHub | None = None
         own = client.connection_pool
@@ -108,6 +106,8 @@ class Backend:
             self._idle.append(conn)
 
     async def _send(self, conn: Any, op: Op) -> Any:
+        if not conn.is_connected:  # connect(), not the send's own: a sentinel-managed
+            await conn.connect()  # connection asks where the primary is only in connect()
         if isinstance(op, Command | ScriptCall):
             try:
                 return await self._call(conn, _args(op, sha=True))
@@ -153,10 +153,21 @@ def _background(coro: Any) -> None:
     task.add_done_callback(_tasks.discard)
 
 
+def client_for(url: str, **options: Any) -> aioredis.Redis:
+    """A redis-py asyncio client for ``url``: through the sentinels for
+    ``redis+sentinel://``. Its pool blocks, never refuses, when all connections are busy."""
+    options = {**tcp_options(url), **options}
+    if sentinel.is_sentinel_url(url):
+        return sentinel.async_client(url, **options)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=MAX_CONNECTIONS, timeout=None, **options
+    )
+    return aioredis.Redis.from_pool(pool)  # closing the client closes its pool
+
+
 def named_client(url: str, name: str) -> aioredis.Redis:
     """A client for ``url`` whose connections are named ``name``, without a read timeout."""
-    options: dict[str, Any] = {"client_name": name, "socket_timeout": None, **tcp_options(url)}
-    return aioredis.Redis.from_url(url, **options)
+    return client_for(url, client_name=name, socket_timeout=None)
 
 
 def dedicated_client(client: aioredis.Redis, name: str) -> aioredis.Redis:
