@@ -22,7 +22,7 @@ import notifyq.asyncio as anq
 from notifyq import access, tokens
 from notifyq.errors import AccessDenied, RedisUnavailable
 from notifyq.gateway import Gateway
-from tests.gateway.conftest import Client
+from tests.gateway.conftest import Client, until
 from tests.support import eventually
 from tests.test_cli import Cli, assert_error
 
@@ -186,6 +186,29 @@ async def test_an_asyncio_wait_the_server_will_not_subscribe_fails_at_once(
     waiting = asyncio.create_task(allowed.wait(5))
     await anq.Worker(name, lambda p: p * 10, url=user("worker")).run(burst=True)
     assert await waiting == 20
+
+
+def test_a_refused_unsubscribe_is_logged_and_later_waits_still_work(
+    user: MakeUser, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server refuses UNSUBSCRIBE with an error reply like a refused SUBSCRIBE; it
+    must not be taken for the refusal of a later SUBSCRIBE."""
+    queue = notifyq.Queue(name, user("producer", drop=("unsubscribe",)))
+    first, second = queue.enqueue(1), queue.enqueue(2)
+    notifyq.Worker(name, lambda p: p * 3, url=user("worker")).run(burst=True)
+    assert first.wait(5) == 3  # done: its channel is unsubscribed, which is refused
+    eventually(lambda: any("'unsubscribe'" in r.getMessage() for r in caplog.records))
+    assert second.wait(5) == 6
+
+
+async def test_a_refused_unsubscribe_is_logged_and_later_asyncio_waits_still_work(
+    user: MakeUser, name: str, close_async_backends: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    queue = anq.Queue(name, user("producer", drop=("unsubscribe",)))
+    jobs = await queue.enqueue_many([1, 2, 3])
+    await anq.Worker(name, lambda p: p * 3, url=user("worker")).run(burst=True)
+    assert [await job.wait(5) for job in jobs] == [3, 6, 9]
+    await until(lambda: any("'unsubscribe'" in r.getMessage() for r in caplog.records))
 
 
 def test_a_wait_whose_user_may_not_name_its_connection_says_so(user: MakeUser, name: str) -> None:
