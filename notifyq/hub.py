@@ -17,9 +17,10 @@ import redis
 
 from .cluster import message_kind, subscribe_commands
 from .codec import text
-from .connection import redact
-from .errors import RedisUnavailable, ResultTimeout
+from .connection import reraise, wrap
+from .errors import AccessDenied, RedisUnavailable, ResultTimeout
 from .keys import QueueKeys
+from .ops import Command
 from .waiting import MISSING, Subscriptions, check
 
 if TYPE_CHECKING:
@@ -86,11 +87,12 @@ class WaitHub:
             self._thread.start()
 
     def _connect(self) -> None:
+        conn = self._backend.pubsub_connection(HUB_CLIENT_NAME)
         try:
-            conn = self._backend.pubsub_connection(HUB_CLIENT_NAME)
             conn.connect()
-        except (redis.ConnectionError, OSError) as exc:
-            raise RedisUnavailable(redact(self._backend.url), str(exc)) from exc
+        except (redis.RedisError, OSError) as exc:  # RedisUnavailable, or AccessDenied
+            conn.disconnect()
+            reraise(exc, self._backend.url, Command("CLIENT", "SETNAME", HUB_CLIENT_NAME))
         self._conn = conn
 
     def _flush(self) -> None:
@@ -107,6 +109,10 @@ class WaitHub:
     def _check(self, waits: list[_Wait]) -> None:
         try:
             found = self._backend.run(check([(w.keys, w.job_id) for w in waits]))
+        except AccessDenied as exc:  # not an outage: these waits cannot succeed
+            for w in waits:
+                w.resolve(exc)
+            return
         except RedisUnavailable as exc:
             log.debug("check failed, retrying: %s", exc)
             if not self._closed:  # the pub/sub connection may be fine: check again soon
@@ -137,8 +143,12 @@ class WaitHub:
                             self._connect()
                             self._flush()
                         break
-                    except RedisUnavailable:
+                    except (RedisUnavailable, AccessDenied) as exc:
+                        log.warning("wait hub: %s", exc)
                         continue
+                continue
+            except redis.ResponseError as exc:
+                self._refused(exc)
                 continue
             delay = 0.05
             kind, channel = message_kind(text(reply[0]) or ""), text(reply[1]) or ""
@@ -152,6 +162,18 @@ class WaitHub:
                     waits = self._subs.confirmed(channel)
                 if waits:
                     self._check(waits)
+
+    def _refused(self, exc: redis.ResponseError) -> None:
+        """An error reply on the pub/sub connection: the server refused a SUBSCRIBE (its
+        ACL rules), so the waits on its channels fail with the reason."""
+        if "'unsubscribe'" in str(exc):
+            log.error("wait hub: %s", wrap(exc, self._backend.url, Command("UNSUBSCRIBE")))
+            return
+        with self._lock:
+            channels, waits = self._subs.refused()
+        err = wrap(exc, self._backend.url, Command("SUBSCRIBE", *channels))
+        for w in waits:
+            w.resolve(err)
 
     def close(self) -> None:
         self._closed = True

@@ -23,10 +23,11 @@ import redis
 
 from ..cluster import message_kind, subscribe_commands
 from ..codec import text
-from ..connection import redact
-from ..errors import RedisUnavailable, ResultTimeout
+from ..connection import reraise, wrap
+from ..errors import AccessDenied, RedisUnavailable, ResultTimeout
 from ..hub import HUB_CLIENT_NAME, RECHECK_DELAY
 from ..keys import QueueKeys
+from ..ops import Command
 from ..waiting import Subscriptions, check
 
 if TYPE_CHECKING:
@@ -59,6 +60,9 @@ class PubSub(Generic[W]):
 
     def _lost(self) -> None:
         """The connection was lost; ``_live`` follows for every item once it is back."""
+
+    def _refused(self, items: list[W], error: Exception) -> None:
+        """The server refused to subscribe these items' channel (its ACL rules)."""
 
     def _more_tasks(self) -> list[asyncio.Task[None]]:
         return []
@@ -94,8 +98,9 @@ class PubSub(Generic[W]):
         try:
             conn = await self._backend.pubsub_connection(self._client_name)
             await conn.connect()
-        except (redis.ConnectionError, OSError) as exc:
-            raise RedisUnavailable(redact(self._backend.url), str(exc)) from exc
+        except (redis.RedisError, OSError) as exc:  # RedisUnavailable, or AccessDenied
+            await conn.disconnect()
+            reraise(exc, self._backend.url, Command("CLIENT", "SETNAME", self._client_name))
         self._conn = conn
         self._connected.set()
 
@@ -136,9 +141,13 @@ class PubSub(Generic[W]):
                     try:
                         await self._connect()
                         break
-                    except RedisUnavailable:
+                    except (RedisUnavailable, AccessDenied) as exc:
+                        log.warning("%s: %s", self._client_name, exc)
                         continue
                 self._write.set()
+                continue
+            except redis.ResponseError as exc:
+                self._refusal(exc)
                 continue
             delay = 0.05
             kind, channel = message_kind(text(reply[0]) or ""), text(reply[1]) or ""
@@ -148,6 +157,15 @@ class PubSub(Generic[W]):
                 items = self._subs.confirmed(channel)
                 if items:
                     self._live(items)
+
+    def _refusal(self, exc: redis.ResponseError) -> None:
+        """An error reply on the pub/sub connection: the server refused a SUBSCRIBE."""
+        if "'unsubscribe'" in str(exc):
+            log.error("%s: %s", self._client_name, wrap(exc, self._backend.url))
+            return
+        channels, items = self._subs.refused()
+        self._refused(items, wrap(exc, self._backend.url, Command("SUBSCRIBE", *channels)))
+        self._write.set()  # channels still wanted are asked for again
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -169,6 +187,10 @@ class _Wait:
     def resolve(self, value: object) -> None:
         if not self.future.done():
             self.future.set_result(value)
+
+    def fail(self, error: Exception) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
 
 
 class WaitHub(PubSub[_Wait]):
@@ -202,6 +224,10 @@ class WaitHub(PubSub[_Wait]):
         for w in self._subs.message(channel):
             w.resolve(data)
 
+    def _refused(self, items: list[_Wait], error: Exception) -> None:
+        for w in items:
+            w.fail(error)
+
     async def _checker(self) -> None:
         while True:
             await self._check.wait()
@@ -212,6 +238,9 @@ class WaitHub(PubSub[_Wait]):
                 continue
             try:
                 found = await self._backend.run(check([(w.keys, w.job_id) for w in waits]))
+            except AccessDenied as exc:  # not an outage: these waits cannot succeed
+                self._refused(waits, exc)
+                continue
             except RedisUnavailable as exc:
                 log.debug("check failed, retrying: %s", exc)
                 self._checks += waits  # the pub/sub connection may be fine: check again

@@ -12,6 +12,7 @@ holds its keys and reach only the subscribers of that shard (docs/scaling.md).
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from importlib import resources
 
@@ -21,14 +22,43 @@ class Script:
     name: str
     source: str
     sha: str
-    sharded: Script | None = None  # the flavour for Redis Cluster
+    #: Every command the script can call, lower-case, a subcommand as ``xgroup|create``
+    #: (its own calls and those of the prelude functions it uses): its ACL needs.
+    commands: frozenset[str] = frozenset()
+    sharded: Script | None = None  # the flavour for Redis Cluster (SPUBLISH)
 
 
 _CLASSIC = "local PUBLISH = 'PUBLISH'"
 
 
-def _script(name: str, source: str, sharded: Script | None = None) -> Script:
-    return Script(name, source, hashlib.sha1(source.encode()).hexdigest(), sharded)  # noqa: S324
+#: ``redis.call('HSET', ...)``, ``redis.pcall(...)``, ``pcall(redis.call, 'XGROUP', 'CREATE', ...)``
+_CALL = re.compile(r"(?:redis\.p?call\(|pcall\(redis\.call,)\s*'(\w+)'(?:\s*,\s*'([A-Z]+)')?")
+#: Commands whose first argument is a subcommand with ACL rules of its own.
+_CONTAINERS = {"xgroup", "xinfo", "client", "object", "config", "script"}
+_FUNCTION = re.compile(r"^local function (\w+)\(.*?^end$", re.MULTILINE | re.DOTALL)
+
+
+def calls(code: str) -> set[str]:
+    """The commands ``redis.call`` and ``redis.pcall`` run in a piece of Lua."""
+    found = {"publish"} if "redis.call(PUBLISH," in code else set()  # the prelude's constant
+    for name, sub in _CALL.findall(code):
+        name = name.lower()
+        found.add(f"{name}|{sub.lower()}" if sub and name in _CONTAINERS else name)
+    return found
+
+
+def _commands(prelude: str, body: str) -> frozenset[str]:
+    """The commands of ``body`` and of the prelude functions it calls, and they call."""
+    functions = {m.group(1): m.group(0) for m in _FUNCTION.finditer(prelude)}
+    used: set[str] = set()
+    todo = [body]
+    while todo:
+        code = todo.pop()
+        for name, function in functions.items():
+            if name not in used and re.search(rf"\b{name}\(", code):
+                used.add(name)
+                todo.append(function)
+    return frozenset(calls(body).union(*(calls(functions[n]) for n in used)))
 
 
 def _load(name: str) -> Script:
@@ -38,8 +68,19 @@ def _load(name: str) -> Script:
     source = f"{prelude}\n{body}"
     if source.count(_CLASSIC) != 1:
         raise RuntimeError(f"{name}.lua: the prelude must name the publish command once")
-    sharded = _script(name, source.replace(_CLASSIC, "local PUBLISH = 'SPUBLISH'"))
-    return _script(name, source, sharded)
+    commands = _commands(prelude, body)
+    sharded = _script(
+        name,
+        source.replace(_CLASSIC, "local PUBLISH = 'SPUBLISH'"),
+        frozenset("spublish" if c == "publish" else c for c in commands),
+    )
+    return _script(name, source, commands, sharded)
+
+
+def _script(
+    name: str, source: str, commands: frozenset[str], sharded: Script | None = None
+) -> Script:
+    return Script(name, source, hashlib.sha1(source.encode()).hexdigest(), commands, sharded)  # noqa: S324
 
 
 ENQUEUE = _load("enqueue")
@@ -53,6 +94,7 @@ REQUEUE = _load("requeue")
 PURGE_DEAD = _load("purge_dead")
 JOIN_GROUP = _load("join_group")
 SNAPSHOT = _load("snapshot")
+ACCESS = _load("access")
 
 ALL = (ENQUEUE, CLAIM, MAINTAIN, RENEW, SETTLE, PROGRESS, CANCEL, REQUEUE, PURGE_DEAD, JOIN_GROUP,
-       SNAPSHOT)  # fmt: skip
+       SNAPSHOT, ACCESS)  # fmt: skip
