@@ -52,6 +52,7 @@ class WaitHub:
         self._subs: Subscriptions[_Wait] = Subscriptions()
         self._lock = threading.Lock()
         self._conn: Any = None
+        self._connected = False  # False from a lost connection until the reader is back
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -85,6 +86,8 @@ class WaitHub:
             self._thread.start()
 
     def _connect(self) -> None:
+        if self._conn is not None:
+            self._conn.disconnect()  # a send may have reopened the old one: nobody reads it
         pool = self._backend.client.connection_pool
         kwargs = {**pool.connection_kwargs, "socket_timeout": None, "health_check_interval": 0}
         kwargs["client_name"] = HUB_CLIENT_NAME
@@ -93,9 +96,11 @@ class WaitHub:
             conn.connect()
         except redis.ConnectionError as exc:
             raise RedisUnavailable(redact(self._backend.url), str(exc)) from exc
-        self._conn = conn
+        self._conn, self._connected = conn, True
 
     def _flush(self) -> None:
+        if not self._connected:
+            return  # the reader subscribes every wanted channel once it is back
         subscribe, unsubscribe = self._subs.plan()
         try:
             if subscribe:
@@ -128,6 +133,7 @@ class WaitHub:
                 if self._closed:
                     return
                 with self._lock:
+                    self._connected = False
                     self._subs.reset()
                 while not self._closed:
                     log.warning("wait hub lost its connection; reconnecting in %.2fs", delay)
