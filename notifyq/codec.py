@@ -79,3 +79,19 @@ def text(value: bytes | str | None) -> str | None:
     if value is None or isinstance(value, str):
         return value
     return value.decode()
+
+
+def loose_text(value: bytes | str | None) -> str | None:
+    """As ``text``, for values something else may have written: bytes that are not UTF-8
+    show as ``\\xNN`` instead of failing."""
+    if value is None or isinstance(value, str):
+        return value
+    return value.decode(errors="backslashreplace")
+
+
+def integer(value: str | None) -> int | None:
+    """A number field of a record (digits, as the scripts write them); None if it is absent
+    or holds something else."""
+    if value and value.isascii() and value.isdigit() and len(value) <= 20:
+        return int(value)
+    return None

@@ -19,7 +19,7 @@ from .codec import text
 from .connection import redact
 from .errors import RedisUnavailable, ResultTimeout
 from .keys import QueueKeys
-from .waiting import MISSING, Subscriptions, check
+from .waiting import MISSING, Subscriptions, check, done_message
 
 if TYPE_CHECKING:
     from .connection import Backend
@@ -56,8 +56,10 @@ class WaitHub:
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def wait(self, keys: QueueKeys, job_id: str, timeout: float) -> object:
-        """Block until the job's outcome is known: raw outcome bytes, or ``MISSING``."""
+    def wait(self, keys: QueueKeys, job_id: str, timeout: float | None) -> object:
+        """Block until the job's outcome is known: its outcome record, or ``MISSING``;
+        ``CorruptRecord`` if its result key holds something else; ``timeout`` None: no
+        limit."""
         w = _Wait(keys, job_id)
         channel = keys.done_channel(job_id)
         with self._lock:
@@ -68,7 +70,7 @@ class WaitHub:
             if live:
                 self._check([w])
             if not w.done.wait(timeout):
-                raise ResultTimeout(job_id, timeout)
+                raise ResultTimeout(job_id, timeout or 0.0)
             if isinstance(w.value, Exception):
                 raise w.value
             return w.value
@@ -152,8 +154,9 @@ class WaitHub:
             if kind == "message":
                 with self._lock:
                     waits = self._subs.message(channel)
-                for w in waits:
-                    w.resolve(reply[2])
+                record = done_message(channel, reply[2], waits[0].job_id) if waits else None
+                for w in waits if record is not None else ():
+                    w.resolve(record)
             elif kind == "subscribe":
                 with self._lock:
                     waits = self._subs.confirmed(channel)
