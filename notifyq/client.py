@@ -22,8 +22,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def page(start: object, count: object) -> tuple[int, int]:
-    """A listing's ``start`` (>= 0) and ``count`` (>= 1)."""
-    return ops.check_int(start, "start", least=0), ops.check_int(count, "count")
+    """A listing's ``start`` (>= 0) and ``count`` (an integer; 0 or less lists nothing)."""
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise ValidationError(f"count must be an integer, not {count!r}")
+    return ops.check_int(start, "start", least=0), count
 
 
 def wait_limit(timeout: object) -> float | None:
