@@ -299,7 +299,8 @@ def _counter(keys: QueueKeys, name: Any, value: Any) -> int:
     try:
         return int(value)
     except ValueError:
-        raise CorruptRecord(f"{keys.stats} field {name!r} holds {value!r}, not a count") from None
+        shown = f"field {loose_text(name)!r} holds {loose_text(value)!r}"
+        raise CorruptRecord(f"{keys.stats} {shown}, not a count") from None
 
 
 def backlog(keys: QueueKeys) -> Flow[int]:
@@ -323,7 +324,7 @@ def quarantined(keys: QueueKeys, start: int = 0, count: int = 100) -> Flow[list[
         except CorruptRecord:
             entry = None
         if not isinstance(entry, dict):  # not written by notifyq: shown as it is
-            entry = {"id": text(raw), "reason": None, "at": None}
+            entry = {"id": loose_text(raw), "reason": None, "at": None}
         out.append(entry)
     return out
 

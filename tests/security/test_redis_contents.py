@@ -344,7 +344,7 @@ def test_a_counter_that_is_not_a_number_is_named_by_stats_and_counted_afresh(
     queue: Queue, r: redis.Redis
 ) -> None:
     r.hset(queue.keys.stats, "completed", "lots")
-    with pytest.raises(CorruptRecord, match=r"stats field b?'completed' holds b?'lots'"):
+    with pytest.raises(CorruptRecord, match="stats field 'completed' holds 'lots', not a count"):
         queue.stats()
     job = queue.enqueue(1)
     burst("sync", queue)  # a burst worker does not need the counters to know it is done
@@ -611,7 +611,7 @@ async def test_the_http_api_answers_500_for_a_queue_it_cannot_read(
             body=b"1",
             headers={"Content-Type": "application/json"},
         )
-    assert stats.status == 500 and "field b'completed' holds b'lots'" in stats.json()["error"]
+    assert stats.status == 500 and "field 'completed' holds 'lots'" in stats.json()["error"]
     assert post.status == 500 and "pending:normal holds a string" in post.json()["error"]
     assert failures.messages == []  # answered, not a failure inside the server
     assert (await fetch(gw, "/healthz")).status == 200
