@@ -128,6 +128,7 @@ SAMPLES = {
     "hincrby": "K f 1", "hmget": "K f", "hset": "K f v", "llen": "K", "lpush": "K v",
     "lrange": "K 0 1", "lrem": "K 0 v", "ltrim": "K 0 1", "persist": "K", "ping": "",
     "publish": "K m", "rpop": "K", "rpush": "K v", "set": "K v", "subscribe": "K", "time": "",
+    "type": "K",
     "unsubscribe": "K", "xack": "K g 0-1", "xadd": "K * f v", "xautoclaim": "K g c 0 0-0",
     "xgroup|create": "K g $", "xgroup|delconsumer": "K g c", "xgroup|setid": "K g $",
     "xinfo|consumers": "K g", "xinfo|groups": "K", "xinfo|stream": "K", "xrange": "K - +",

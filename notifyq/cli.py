@@ -56,9 +56,10 @@ from typing import Any, TextIO
 import notifyq
 import notifyq.asyncio as anq
 
-from . import connection, embedded
+from . import codec, connection, embedded
 from .asyncio import connection as aconnection
 from .errors import (
+    CorruptRecord,
     JobFailed,
     JobNotFound,
     NotifyQError,
@@ -260,6 +261,10 @@ def _import_handler(spec: str) -> Handler:
         target: Any = importlib.import_module(module_name)
     except ImportError as exc:
         raise ValidationError(f"cannot import module {module_name!r}: {exc}") from exc
+    except Exception as exc:  # the module's own code failed (SyntaxError, NameError, ...)
+        raise ValidationError(
+            f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from exc
     for part in attr.split("."):
         if not hasattr(target, part):
             raise ValidationError(f"{module_name!r} has no attribute {attr!r}")
@@ -556,9 +561,9 @@ def _parse_json(text: str) -> Any:
     if text == "-":
         text = sys.stdin.read()
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValidationError(f"{source} is not valid JSON: {exc} (in {text[:60]!r})") from exc
+        return codec.decode(text, what=source)  # standard JSON: no NaN, as on the wire
+    except CorruptRecord as exc:
+        raise ValidationError(f"{exc} (in {text[:60]!r})") from exc
 
 
 def _dumps(value: Any) -> str:

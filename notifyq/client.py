@@ -21,6 +21,18 @@ T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def page(start: object, count: object) -> tuple[int, int]:
+    """A listing's ``start`` (>= 0) and ``count`` (an integer; 0 or less lists nothing)."""
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise ValidationError(f"count must be an integer, not {count!r}")
+    return ops.check_int(start, "start", least=0), count
+
+
+def wait_limit(timeout: object) -> float | None:
+    """``Job.wait(timeout=)``: seconds >= 0, or None for no limit."""
+    return None if timeout is None else ops.seconds(timeout, "timeout")
+
+
 class JobBase:
     """What both Job flavours share: identity. Methods that ask Redis live in each flavour."""
 
@@ -38,7 +50,8 @@ class JobBase:
     def token(self, ttl: float = 3600, *, secret: bytes | None = None) -> str:
         """A token a browser can use to follow this job (and nothing else) for ``ttl``
         seconds. Signed with ``secret``, by default ``NOTIFYQ_SECRET``."""
-        return tokens.issue(secret or tokens.secret_from_env(), self.queue, self.id, ttl=ttl)
+        key = tokens.secret_from_env() if secret is None else secret
+        return tokens.issue(key, self.queue, self.id, ttl=ttl)
 
     def __repr__(self) -> str:
         return f"Job({self.queue!r}, {self.id!r})"
@@ -71,11 +84,11 @@ class Job(JobBase):
         Raises ``ResultTimeout`` after ``timeout`` seconds (``None``: wait forever).
         Race-free: it subscribes before it checks, so a completion cannot slip between.
         """
-        limit = None if timeout is None else float(timeout)
-        raw = self._queue._backend.hub.wait(self._queue.keys, self.id, limit)  # type: ignore[arg-type]
-        if raw is MISSING:
+        limit = wait_limit(timeout)
+        record = self._queue._backend.hub.wait(self._queue.keys, self.id, limit)
+        if record is MISSING:
             raise JobNotFound(self.queue, self.id)
-        return ops.outcome(raw, self.id)  # type: ignore[arg-type]
+        return ops.outcome_value(record, self.id)  # type: ignore[arg-type]
 
     def cancel(self) -> str:
         """Cancel the job: 'cancelled' if it had not started, 'requested' if it is running
@@ -99,7 +112,7 @@ class QueueBase:
     ) -> None:
         self.name = check_queue_name(name)
         self.keys = QueueKeys(name)
-        self.max_payload = max_payload
+        self.max_payload = ops.check_int(max_payload, "max_payload")
         self.durability = ops.durability(replicas, replica_timeout)
 
     def _enqueue(self, specs: list[ops.JobSpec]) -> ops.Flow[list[tuple[str, bool]]]:
@@ -110,12 +123,14 @@ class QueueBase:
 
     def _batches(self, payloads: Iterable[Any], size: int, options: Any) -> list[list[ops.JobSpec]]:
         """Validate every payload first (nothing is written if one is bad), then batch."""
+        ops.check_int(size, "batch_size")
         specs = [self._spec(p, **options) for p in payloads]
         return [specs[i : i + size] for i in range(0, len(specs), size)]
 
     def token(self, ttl: float = 3600, *, secret: bytes | None = None) -> str:
         """A token for this queue's dashboard: all its events and jobs, for ``ttl`` s."""
-        return tokens.issue(secret or tokens.secret_from_env(), self.name, ttl=ttl)
+        key = tokens.secret_from_env() if secret is None else secret
+        return tokens.issue(key, self.name, ttl=ttl)
 
     def on(self, event_type: str) -> Callable[[F], F]:
         """Decorator: call ``fn(sender, event=event)`` for this queue's events of a type
@@ -219,7 +234,12 @@ class Queue(QueueBase):
 
     def dead_letters(self, start: int = 0, count: int = 100) -> list[dict[str, Any]]:
         """Dead-lettered jobs, newest first, each with its recorded error."""
-        return self._run(ops.dead_letters(self.keys, start, count))
+        return self._run(ops.dead_letters(self.keys, *page(start, count)))
+
+    def quarantined(self, start: int = 0, count: int = 100) -> list[dict[str, Any]]:
+        """Ids set aside because their record was not a notifyq job, newest first:
+        ``{"id", "reason", "at"}`` each (``at``: ms since the epoch)."""
+        return self._run(ops.quarantined(self.keys, *page(start, count)))
 
     def requeue(self, job_id: str) -> Job:
         """Put a dead-lettered job back on the queue with fresh attempts."""

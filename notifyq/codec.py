@@ -15,7 +15,15 @@ MAX_TRACEBACK = 8 * 1024
 MAX_MESSAGE = 4 * 1024
 
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-_decoder = json.JSONDecoder()
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+# NaN and Infinity are not JSON: encode refuses them, so decode does too (a browser's
+# JSON.parse would fail on a value that held one)
+_decoder = json.JSONDecoder(parse_constant=_no_constants)
 
 
 def encode(value: Any, *, limit: int, what: str = "payload") -> str:
@@ -24,9 +32,16 @@ def encode(value: Any, *, limit: int, what: str = "payload") -> str:
         text = _encoder.encode(value)
     except (TypeError, ValueError) as exc:
         raise SerializationError(f"{what} is not JSON-serialisable: {exc}") from exc
-    # a character is 1 to 4 bytes: count bytes only when the length alone cannot decide
-    if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
-        size = len(text.encode())
+    except RecursionError:
+        raise SerializationError(f"{what} is nested too deeply to encode as JSON") from None
+    if text.isascii():
+        size = len(text)
+    else:
+        try:
+            size = len(text.encode())
+        except UnicodeEncodeError:  # a lone surrogate: no UTF-8 for it
+            raise SerializationError(f"{what} holds a string that is not valid Unicode") from None
+    if size > limit:
         raise PayloadTooLarge(f"{what} is {size} bytes encoded; the limit is {limit}")
     return text
 
@@ -36,8 +51,10 @@ def decode(raw: bytes | str, *, what: str = "value") -> Any:
     try:
         text = raw.decode() if isinstance(raw, bytes) else raw
         return _decoder.decode(text)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
         raise CorruptRecord(f"{what} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise CorruptRecord(f"{what} is JSON nested too deeply to decode") from None
 
 
 def error_record(exc: BaseException, *, with_traceback: bool = True) -> dict[str, Any]:
@@ -62,3 +79,19 @@ def text(value: bytes | str | None) -> str | None:
     if value is None or isinstance(value, str):
         return value
     return value.decode()
+
+
+def loose_text(value: bytes | str | None) -> str | None:
+    """As ``text``, for values something else may have written: bytes that are not UTF-8
+    show as ``\\xNN`` instead of failing."""
+    if value is None or isinstance(value, str):
+        return value
+    return value.decode(errors="backslashreplace")
+
+
+def integer(value: str | None) -> int | None:
+    """A number field of a record (digits, as the scripts write them); None if it is absent
+    or holds something else."""
+    if value and value.isascii() and value.isdigit() and len(value) <= 20:
+        return int(value)
+    return None

@@ -16,10 +16,17 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import hiredis
 import redis
+from redis.connection import parse_url
 from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
 from . import sentinel
-from .errors import AccessDenied, CorruptRecord, NotifyQError, RedisUnavailable
+from .errors import (
+    AccessDenied,
+    NotifyQError,
+    RedisUnavailable,
+    ValidationError,
+    corrupt_reply,
+)
 from .ops import Command, Flow, Op, Pipeline, ScriptCall
 
 if TYPE_CHECKING:
@@ -34,22 +41,38 @@ MAX_IDLE = 64
 
 
 def resolve_url(url: str | None) -> str:
-    """The URL to use: the argument, else ``NOTIFYQ_URL``, else the embedded server."""
+    """The URL to use: the argument, else ``NOTIFYQ_URL``, else the embedded server.
+    ``ValidationError`` if it is not a Redis URL."""
     if url:
-        return url
+        return check_url(url)
     env = os.environ.get("NOTIFYQ_URL")
     if env:
-        return env
+        return check_url(env, "NOTIFYQ_URL")
     from . import embedded
 
     return embedded.ensure_server()
+
+
+def check_url(url: object, what: str = "the Redis URL") -> str:
+    """``url`` if redis-py can connect with it; else ``ValidationError`` saying why (redis-py
+    would raise a bare ``ValueError``, or fail only at the first command)."""
+    if not isinstance(url, str):
+        raise ValidationError(f"{what} must be a string, not {type(url).__name__}")
+    try:
+        parse_url(url)
+    except (ValueError, TypeError) as exc:
+        raise ValidationError(f"{what} {redact(url)!r} is not a Redis URL: {exc}") from None
+    return url
 
 
 def redact(url: str) -> str:
     """The URL without its passwords, for messages and logs: the one after the user name,
     and any query parameter redis-py takes a password from (``password=``,
     ``ssl_password=``, the key file's passphrase)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(a URL that cannot be parsed)"  # it may hold a password: do not show it
     if parts.password is not None:
         netloc = parts.netloc.rsplit("@", 1)[1]
         user = f"{parts.username}:***@" if parts.username else ":***@"
@@ -91,10 +114,10 @@ def wrap(exc: Exception, url: str, op: Op | None = None) -> Exception:
         return exc
     if isinstance(exc, UNAVAILABLE):
         return RedisUnavailable(redact(url), str(exc) or type(exc).__name__)
-    if isinstance(exc, ResponseError) and str(exc).startswith("WRONGTYPE"):
-        return CorruptRecord(f"a notifyq key holds a value of the wrong type: {exc}")
     if is_refusal(exc):
         return AccessDenied(redact(url), refused(op, str(exc)), str(exc))
+    if isinstance(exc, ResponseError):
+        return corrupt_reply(str(exc)) or exc
     return exc
 
 

@@ -93,6 +93,20 @@ class CorruptRecord(NotifyQError, ValueError):
     """A Redis key holds a value notifyq did not write (wrong type or bad JSON)."""
 
 
+def corrupt_reply(message: str) -> CorruptRecord | None:
+    """The ``CorruptRecord`` an error reply from Redis stands for, if it is one: a command on
+    a key of the wrong type (``WRONGTYPE``), or a script that found a queue key holding what
+    notifyq did not write (``WRONGTYPE``/``CORRUPT``, naming the key)."""
+    code, _, rest = message.partition(" ")
+    if code == "WRONGTYPE" and not rest.startswith("Operation against"):
+        return CorruptRecord(rest)  # a script's own check: the message names the key
+    if code == "WRONGTYPE":
+        return CorruptRecord(f"a notifyq key holds a value of the wrong type: {message}")
+    if code == "CORRUPT":
+        return CorruptRecord(rest)
+    return None
+
+
 class InvalidToken(NotifyQError, PermissionError):
     """A token that is malformed, forged, expired, or for something else."""
 

@@ -11,6 +11,7 @@ checkpoint kept in Redis and several processes with one name share the events.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,8 @@ log = logging.getLogger("notifyq.listener")
 
 TYPES = ("enqueued", "started", "progress", "completed", "failed", "retrying", "dead",
          "cancelled")  # fmt: skip
+#: A stream entry id, which is an event's ``event_id``.
+EVENT_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,22 +56,42 @@ class Event:
         return self.data.get("progress")
 
 
-def parse(queue: str, event_id: str, raw: bytes | str) -> Event:
-    """An event from its stream entry; ``CorruptRecord`` if it is not one of ours."""
-    data = codec.decode(raw, what=f"event {event_id} of queue {queue!r}")
+def parse(queue: str, event_id: str, raw: bytes | str | None) -> Event:
+    """An event from its stream entry (the value of its ``e`` field); ``CorruptRecord`` if
+    it is not one notifyq wrote."""
+    what = f"event {event_id} of queue {queue!r}"
+    if raw is None:
+        raise CorruptRecord(f"{what} has no 'e' field")
+    return _event(queue, event_id, codec.decode(raw, what=what), what)
+
+
+def parse_published(channel: str, raw: bytes | str) -> Event:
+    """An event as published on a queue's events channel (with its ``event_id``);
+    ``CorruptRecord`` if it is not one notifyq published."""
+    what = f"a message on {channel}"
+    data = codec.decode(raw, what=what)
+    event_id = data.get("event_id") if isinstance(data, dict) else None
+    if not isinstance(event_id, str) or not EVENT_ID.fullmatch(event_id):
+        raise CorruptRecord(f"{what} has no valid event_id")
+    queue = data.get("queue")
+    if not isinstance(queue, str):
+        raise CorruptRecord(f"{what} has no queue name")
+    return _event(queue, event_id, data, what)
+
+
+def _event(queue: str, event_id: str, data: Any, what: str) -> Event:
     if not isinstance(data, dict) or data.get("type") not in TYPES:
-        raise CorruptRecord(f"event {event_id} of queue {queue!r} is not a notifyq event")
+        raise CorruptRecord(f"{what} is not a notifyq event")
+    job_id, numbers = data.get("id", ""), [data.get(k, 0) for k in ("attempt", "ts", "seq")]
+    if not isinstance(job_id, str) or not all(_integer(n) for n in numbers):
+        raise CorruptRecord(f"{what} has a field of the wrong type")
     data["event_id"] = event_id
-    return Event(
-        type=data["type"],
-        queue=queue,
-        job_id=str(data.get("id", "")),
-        attempt=int(data.get("attempt", 0)),
-        ts=int(data.get("ts", 0)),
-        event_id=event_id,
-        data=data,
-        seq=int(data.get("seq", 0)),
-    )
+    attempt, ts, seq = numbers
+    return Event(data["type"], queue, job_id, attempt, ts, event_id, data, seq)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def gap_event(queue: str, missing: int | None, after: str) -> Event:
@@ -103,11 +126,15 @@ def check_listener_name(name: str) -> str:
 
 
 def _entries(
-    reply: Any, by_stream: dict[str, str], deleted: list[tuple[str, str]] | None = None
+    reply: Any,
+    by_stream: dict[str, str],
+    deleted: list[tuple[str, str]] | None = None,
+    skipped: list[tuple[str, str]] | None = None,
 ) -> list[Event]:
-    """Events from an XREAD/XREADGROUP reply, skipping (and logging) foreign entries.
-    Entries trimmed away while pending in a group come without fields: their (stream, id)
-    go to ``deleted``, to be acknowledged."""
+    """Events from an XREAD/XREADGROUP reply. Entries trimmed away while pending in a group
+    come without fields: their (stream, id) go to ``deleted``. Entries that are not notifyq
+    events (something else wrote them) are logged, and go to ``skipped``: both are to be
+    acknowledged, or read past, so that they are not read again."""
     events: list[Event] = []
     for stream, entries in reply or []:
         name = text(stream) or ""
@@ -118,11 +145,12 @@ def _entries(
                 if deleted is not None:
                     deleted.append((name, eid))
                 continue
-            raw = fields.get(b"e", fields.get("e"))
             try:
-                events.append(parse(queue, eid, raw))
+                events.append(parse(queue, eid, fields.get(b"e", fields.get("e"))))
             except CorruptRecord as exc:
                 log.error("skipped: %s", exc)
+                if skipped is not None:
+                    skipped.append((name, eid))
     return events
 
 
@@ -157,17 +185,25 @@ def advance(positions: dict[str, Position], batch: list[Event]) -> list[Event]:
         pos = positions[stream_of(event)]
         if event.seq > pos.seq + 1:  # seq 0: the queue had no event yet, 1 comes next
             gaps.append(gap_event(event.queue, event.seq - pos.seq - 1, pos.event_id))
-        pos.event_id, pos.seq = event.event_id, max(pos.seq, event.seq)
+        if _id(event.event_id) > _id(pos.event_id):  # a skipped entry may be further on
+            pos.event_id = event.event_id
+        pos.seq = max(pos.seq, event.seq)
     return gaps
 
 
 def read(
     positions: dict[str, Position], queues: dict[str, str], count: int, block_ms: int
 ) -> Flow[list[Event]]:
-    """Events after each stream's position, waiting up to ``block_ms`` for the first."""
+    """Events after each stream's position, waiting up to ``block_ms`` for the first. The
+    positions move past entries that are not events, so that they are read once."""
     ids = [p.event_id for p in positions.values()]
     reply = yield Command("XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", *positions, *ids)
-    return _entries(reply, queues)
+    skipped: list[tuple[str, str]] = []
+    events = _entries(reply, queues, skipped=skipped)
+    for stream, entry_id in skipped:
+        if _id(entry_id) > _id(positions[stream].event_id):
+            positions[stream].event_id = entry_id
+    return events
 
 
 def _id(event_id: str) -> tuple[int, int]:
@@ -253,11 +289,13 @@ def read_group(
     )
     reply = _group_reply(replies[-1])
     deleted: list[tuple[str, str]] = []
-    events = _entries(reply, queues, deleted)
+    skipped: list[tuple[str, str]] = []
+    events = _entries(reply, queues, deleted, skipped)
     gaps = _gaps_from(keys, group, replies[:-1]) if checks else []
     if deleted:  # trimmed while pending: lost before they were handled
         gaps += _deleted_gaps(queues, deleted)
-        yield Pipeline([Command("XACK", s, group, i) for s, i in deleted])
+    if deleted or skipped:  # never to be delivered: acknowledged, so not read again
+        yield Pipeline([Command("XACK", s, group, i) for s, i in deleted + skipped])
     return gaps + events
 
 
@@ -299,11 +337,14 @@ def reclaim(
         errors_as_replies=True,
     )
     events: list[Event] = []
+    skipped: list[tuple[str, str]] = []
     for stream, reply in zip(streams, replies, strict=True):
         reply = _group_reply(reply)
-        events += _entries([(stream, reply[1])], queues)
+        events += _entries([(stream, reply[1])], queues, skipped=skipped)
         if len(reply) > 2 and reply[2]:  # trimmed before anyone handled them
             events = _deleted_gaps(queues, [(stream, text(i) or "") for i in reply[2]]) + events
+    if skipped:
+        yield Pipeline([Command("XACK", s, group, i) for s, i in skipped])
     return events
 
 

@@ -20,14 +20,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import access, codec, ops
+from .codec import text
 from .connection import redact
-from .errors import CorruptRecord, JobCancelled, ValidationError
+from .errors import (
+    CorruptRecord,
+    JobCancelled,
+    NotifyQError,
+    RedisUnavailable,
+    ValidationError,
+    corrupt_reply,
+)
 from .keys import QueueKeys, check_job_id, check_queue_name
 from .ops import Settlement
 
 Handler = Callable[..., Any]
 
 MAX_PROGRESS = 64 * 1024  # bytes of encoded progress value
+#: Longest pause of a worker's claim loop after a failure (Redis unreachable, queue keys of
+#: the wrong type): it waits 0.1 s, then twice as long each time, up to this.
+MAX_PAUSE = 5.0
 
 log = logging.getLogger("notifyq.worker")
 
@@ -86,7 +97,14 @@ SETTLE_BATCH = 500
 
 def report(claim: ops.Claim, outcome: Settlement, state: str) -> None:
     """Log what became of a settled job."""
-    if state == "stale":
+    if state == "corrupt":
+        log.error(
+            "job %s: its record is no longer a hash (something else wrote it); %s outcome "
+            "dropped, the id is quarantined when its lease lapses",
+            claim.id,
+            outcome.how,
+        )
+    elif state == "stale":
         log.warning(
             "job %s: lease lost (another worker took it over); %s outcome dropped",
             claim.id,
@@ -98,6 +116,24 @@ def report(claim: ops.Claim, outcome: Settlement, state: str) -> None:
 
 def decode_payload(claim: ops.Claim) -> Any:
     return codec.decode(claim.raw_payload, what=f"payload of job {claim.id!r}")
+
+
+def unreadable(exc: NotifyQError, claim: ops.Claim, policy: Policy) -> Settlement:
+    """A claimed job whose payload cannot be read (not JSON): dead-lettered with the reason,
+    since no retry can fix it."""
+    log.error("job %s of queue %s: %s; dead-lettered", claim.id, claim.queue, exc)
+    return failed(exc, claim, policy)
+
+
+def pause_after(exc: Exception, pause: float) -> float:
+    """Log why the claim loop failed; the pause before it tries again (doubling, from 0.1 s
+    to ``MAX_PAUSE``), so that a fault that lasts costs a few calls a minute, not a spin."""
+    pause = min(max(pause * 2, 0.1), MAX_PAUSE)
+    if isinstance(exc, RedisUnavailable):
+        log.warning("%s; retrying in %.1fs", exc, pause)
+    else:
+        log.error("cannot claim jobs: %s; retrying in %.1fs", exc, pause)
+    return pause
 
 
 def completed(value: Any, policy: Policy) -> Settlement:
@@ -182,18 +218,21 @@ class WorkerBase:
             raise ValidationError(f"handler must be callable, not {handler!r}")
         if concurrency is None:
             concurrency = self.default_concurrency
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValidationError(f"concurrency must be an integer >= 1, not {concurrency!r}")
-        if not lease > 0 or not grace >= 0 or (timeout is not None and not timeout > 0):
-            raise ValidationError("lease and timeout must be > 0 and grace >= 0 seconds")
         self.keys = [QueueKeys(check_queue_name(n)) for n in names]
         self.handler = handler
-        self.concurrency = concurrency
-        self.policy = Policy(lease, timeout, backoff[0], backoff[1], max_result)
-        self.grace = grace
+        self.concurrency = ops.check_int(concurrency, "concurrency")
+        self.policy = Policy(
+            lease=ops.seconds(lease, "lease", allow_zero=False),
+            timeout=None if timeout is None else ops.seconds(timeout, "timeout", allow_zero=False),
+            backoff_base=_backoff(backoff)[0],
+            backoff_cap=_backoff(backoff)[1],
+            max_result=ops.check_int(max_result, "max_result"),
+        )
+        self.grace = ops.seconds(grace, "grace")
         self.id = worker_id() if name is None else check_job_id(name)
         self.processed = 0
         self._takes_job, self._is_async = takes_job(handler), is_async(handler)
+        self._troubles: dict[tuple[str, str], str] = {}  # (queue, what) -> error last logged
 
     def _args(self, job: Any) -> tuple[Any, ...]:
         return (job.payload, job) if self._takes_job else (job.payload,)
@@ -218,7 +257,10 @@ class WorkerBase:
                 _, reply = yield ops.Pipeline([ops.Command("BLPOP", *wake, block), call])
             else:
                 reply = yield call
-            claims += ops.claims(keys, reply)
+            got, refused = ops.claims(keys, reply)
+            claims += got
+            for r in refused:
+                log.error("job %s of queue %s %s: %s", r.id, r.queue, r.fate, r.reason)
         return claims
 
     def _access_flow(self, url: str) -> ops.Flow[None]:
@@ -230,21 +272,56 @@ class WorkerBase:
     def _drained_flow(self) -> ops.Flow[bool]:
         """True when no queue has a job pending or delayed (paused queues do not count)."""
         for keys in self.keys:
-            s = yield from ops.stats(keys)
-            if not s["paused"] and (s["pending"] or s["delayed"]):
+            if (yield from ops.backlog(keys)):
                 return False
         return True
 
     def _beat_flow(self, held: list[ops.Claim], housekeeping: bool) -> ops.Flow[list[str]]:
-        """Renew the leases of ``held``, one call per queue, and run each queue's
-        housekeeping; the verdict per claim, in order: 'ok', 'cancel' or 'lost'."""
-        verdicts: dict[int, str] = {}
+        """Renew the leases of ``held`` (one call per queue) and run each queue's
+        housekeeping, all in one round trip; the verdict per claim, in order: 'ok',
+        'cancel', 'lost', or '' when its queue's renewal failed. A queue whose keys are
+        corrupt fails its own calls only: the leases of the other queues are renewed."""
+        renewals = []
         for keys in self.keys:
-            mine = [(i, c) for i, c in enumerate(held) if c.queue == keys.queue]
+            mine = [i for i, c in enumerate(held) if c.queue == keys.queue]
             if mine:
-                pairs = [(c.id, c.token) for _, c in mine]
-                got = yield from ops.renew(keys, pairs, self.policy.lease_ms)
-                verdicts.update(zip((i for i, _ in mine), got, strict=True))
-            if housekeeping:
-                yield from ops.maintain(keys)
-        return [verdicts[i] for i in range(len(held))]
+                pairs = [(held[i].id, held[i].token) for i in mine]
+                renewals.append((keys, mine, ops.renew_call(keys, pairs, self.policy.lease_ms)))
+        upkeep = [(k, ops.maintain_call(k)) for k in self.keys] if housekeeping else []
+        calls = [c for _, _, c in renewals] + [c for _, c in upkeep]
+        if not calls:
+            return []
+        replies = yield ops.Pipeline(calls, errors_as_replies=True)
+        verdicts = [""] * len(held)
+        for (keys, mine, _), reply in zip(renewals, replies[: len(renewals)], strict=True):
+            if self._trouble(keys, "renew leases", reply):
+                for i, verdict in zip(mine, reply, strict=True):
+                    verdicts[i] = text(verdict) or ""
+        for (keys, _), reply in zip(upkeep, replies[len(renewals) :], strict=True):
+            self._trouble(keys, "housekeeping", reply)
+        return verdicts
+
+    def _trouble(self, keys: QueueKeys, what: str, reply: Any) -> bool:
+        """True if ``reply`` is not an error. An error is logged when it starts or changes
+        (not at every beat), and its end when the queue works again."""
+        known = self._troubles.get((keys.queue, what))
+        if not isinstance(reply, Exception):
+            if known is not None:
+                del self._troubles[(keys.queue, what)]
+                log.info("queue %s: %s works again", keys.queue, what)
+            return True
+        error = str(corrupt_reply(str(reply)) or reply)
+        if error != known:
+            self._troubles[(keys.queue, what)] = error
+            log.error("queue %s: cannot %s: %s", keys.queue, what, error)
+        return False
+
+
+def _backoff(value: object) -> tuple[float, float]:
+    """``Worker(backoff=(base, cap))``: seconds, ``base <= cap``."""
+    if not isinstance(value, tuple | list) or len(value) != 2:
+        raise ValidationError(f"backoff must be (base, cap) in seconds, not {value!r}")
+    base, cap = ops.seconds(value[0], "backoff base"), ops.seconds(value[1], "backoff cap")
+    if base > cap:
+        raise ValidationError(f"backoff base {base:g} s is more than its cap {cap:g} s")
+    return base, cap

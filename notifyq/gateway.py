@@ -54,7 +54,7 @@ from . import access, codec, events, ops, protocol, scripts, tokens
 from .asyncio.connection import Backend, new_backend
 from .asyncio.hub import PubSub
 from .cluster import Topology, channel_slot
-from .codec import text
+from .codec import loose_text, text
 from .connection import redact, resolve_url
 from .errors import AccessDenied, CorruptRecord, InvalidToken, RedisUnavailable, ValidationError
 from .keys import QueueKeys, check_job_id, check_queue_name
@@ -224,7 +224,9 @@ def snapshots(targets: Sequence[tuple[QueueKeys, str]]) -> Flow[list[Any]]:
 
 
 def _record(flat: list[Any]) -> dict[str, str]:
-    return {text(flat[i]) or "": text(flat[i + 1]) or "" for i in range(0, len(flat), 2)}
+    return {
+        loose_text(flat[i]) or "": loose_text(flat[i + 1]) or "" for i in range(0, len(flat), 2)
+    }
 
 
 def replay(keys: QueueKeys, start: str, limit: int, page: int = 1000) -> Flow[Any]:
@@ -315,21 +317,19 @@ class Fanout(PubSub[Sub]):
                     sub.pause()
 
     def _message(self, channel: str, data: bytes) -> None:
+        """An event published on a queue's channel, fanned out as it is (the same JSON), once
+        checked: a message that is not a notifyq event is logged and dropped."""
         try:
-            raw = data.decode()
-            event = json.loads(raw)
-            key = event_key(event["event_id"])
-            job_id = event["id"]
-            if event.get("type") not in events.TYPES or not isinstance(job_id, str):
-                raise ValueError("not a notifyq event")
-        except (ValueError, KeyError, TypeError, AttributeError):
-            log.error("skipped a message on %s that is not a notifyq event", channel)
+            event = events.parse_published(channel, data)
+        except CorruptRecord as exc:
+            self.counters["skipped_messages"] += 1
+            log.error("skipped: %s", exc)
             return
         self.counters["events"] += 1
-        message = protocol.event_from_channel(raw)
+        key, message = event_key(event.event_id), protocol.event_from_channel(data.decode())
         for sub in self._queue_subs.get(channel, ()):
             sub.deliver(key, message)
-        for sub in self._job_subs.get(channel, {}).get(job_id, ()):
+        for sub in self._job_subs.get(channel, {}).get(event.job_id, ()):
             sub.deliver(key, message)
 
     # -- catching subscriptions up
@@ -499,6 +499,7 @@ class _Connection(ServerConnection):
     body: bytes | None = None
     body_too_large = False
     body_chunked = False  # Transfer-Encoding: not read; the handler answers 411
+    body_length_bad = False  # a Content-Length that is not a number: the handler answers 400
     _buffer = b""
     _passing = False
 
@@ -526,6 +527,11 @@ class _Connection(ServerConnection):
             self._pass(_TRANSFER_ENCODING.sub(b"", head))
             return
         match = _CONTENT_LENGTH.search(head)
+        if match and not match.group(1).isdigit():
+            # websockets would drop the connection without a word: answer 400 instead
+            self.body_length_bad = True
+            self._pass(_CONTENT_LENGTH.sub(b"", head))
+            return
         length = int(match.group(1)) if match else 0
         if length == 0:
             self._pass(self._buffer)
@@ -548,7 +554,7 @@ MAX_BODY = 1 << 20
 #: Bytes the kernel may hold for one client (Linux doubles it for bookkeeping).
 SOCKET_SEND_BUFFER = 64 * 1024
 _TRANSFER_ENCODING = re.compile(rb"\r\ntransfer-encoding:[^\r\n]*", re.IGNORECASE)
-_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([0-9]{1,12})[ \t]*", re.IGNORECASE)
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([^\r\n]*?)[ \t]*(?=\r\n)", re.IGNORECASE)
 
 
 # ---------------------------------------------------------------- the gateway
@@ -621,9 +627,7 @@ class Gateway:
         token_ttl: float = 3600,
         limits: Limits | None = None,
     ) -> None:
-        self.secret = secret if secret is not None else tokens.secret_from_env()
-        if len(self.secret) < tokens.MIN_SECRET:
-            raise ValidationError(f"the token secret must be at least {tokens.MIN_SECRET} bytes")
+        self.secret = tokens.check_secret(tokens.secret_from_env() if secret is None else secret)
         self.url = resolve_url(url)
         self.host, self._port = host, port
         self.static = pathlib.Path(static).resolve() if static else None
@@ -634,9 +638,7 @@ class Gateway:
         if self.enqueue_queues and (not enqueue_key or len(enqueue_key) < 16):
             raise ValidationError("HTTP enqueue needs an enqueue key of at least 16 characters")
         self.enqueue_key = enqueue_key or ""
-        if not 0 < token_ttl <= tokens.MAX_TTL:
-            raise ValidationError(f"token_ttl must be between 0 and {tokens.MAX_TTL} seconds")
-        self.token_ttl = token_ttl
+        self.token_ttl = tokens.check_ttl(token_ttl, "token_ttl")
         self.limits = limits or Limits()
         self.sessions: set[Session] = set()
         self.counters: Counter[str] = Counter()
@@ -838,6 +840,9 @@ class Gateway:
         except (RedisUnavailable, AccessDenied) as exc:  # the details name the server: log only
             log.warning("%s %s: %s", request.method, path, exc)
             return _json(503, {"error": "Redis unavailable"})
+        except CorruptRecord as exc:  # a queue key something else wrote: not the client's fault
+            log.error("%s %s: %s", request.method, path, exc)
+            return _json(500, {"error": f"the gateway cannot read the queue: {exc}"})
         except _HttpError as exc:
             return _json(exc.status, {"error": exc.message}, exc.headers)
 
@@ -924,6 +929,8 @@ class Gateway:
             raise _HttpError(401, "a valid enqueue key is required", bearer=True)
         if request.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
             raise _HttpError(415, "send the payload as application/json")
+        if getattr(connection, "body_length_bad", False):
+            raise _HttpError(400, "Content-Length must be a number of bytes")
         if getattr(connection, "body_chunked", False):
             raise _HttpError(411, "send the body with a Content-Length (no chunked encoding)")
         body = getattr(connection, "body", None)

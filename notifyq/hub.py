@@ -21,7 +21,7 @@ from .connection import reraise, wrap
 from .errors import AccessDenied, RedisUnavailable, ResultTimeout
 from .keys import QueueKeys
 from .ops import Command
-from .waiting import MISSING, Subscriptions, check
+from .waiting import MISSING, Subscriptions, check, done_message
 
 if TYPE_CHECKING:
     from .connection import Backend
@@ -54,11 +54,14 @@ class WaitHub:
         self._subs: Subscriptions[_Wait] = Subscriptions()
         self._lock = threading.Lock()
         self._conn: Any = None
+        self._connected = False  # False from a lost connection until the reader is back
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def wait(self, keys: QueueKeys, job_id: str, timeout: float) -> object:
-        """Block until the job's outcome is known: raw outcome bytes, or ``MISSING``."""
+    def wait(self, keys: QueueKeys, job_id: str, timeout: float | None) -> object:
+        """Block until the job's outcome is known: its outcome record, or ``MISSING``;
+        ``CorruptRecord`` if its result key holds something else; ``timeout`` None: no
+        limit."""
         w = _Wait(keys, job_id)
         channel = keys.done_channel(job_id)
         with self._lock:
@@ -69,7 +72,7 @@ class WaitHub:
             if live:
                 self._check([w])
             if not w.done.wait(timeout):
-                raise ResultTimeout(job_id, timeout)
+                raise ResultTimeout(job_id, timeout or 0.0)
             if isinstance(w.value, Exception):
                 raise w.value
             return w.value
@@ -87,15 +90,19 @@ class WaitHub:
             self._thread.start()
 
     def _connect(self) -> None:
+        if self._conn is not None:
+            self._conn.disconnect()  # a send may have reopened the old one: nobody reads it
         conn = self._backend.pubsub_connection(HUB_CLIENT_NAME)
         try:
             conn.connect()
         except (redis.RedisError, OSError) as exc:  # RedisUnavailable, or AccessDenied
             conn.disconnect()
             reraise(exc, self._backend.url, Command("CLIENT", "SETNAME", HUB_CLIENT_NAME))
-        self._conn = conn
+        self._conn, self._connected = conn, True
 
     def _flush(self) -> None:
+        if not self._connected:
+            return  # the reader subscribes every wanted channel once it is back
         subscribe, unsubscribe = self._subs.plan()
         sharded = self._backend.sharded
         try:
@@ -133,6 +140,7 @@ class WaitHub:
                 if self._closed:
                     return
                 with self._lock:
+                    self._connected = False
                     self._subs.reset()
                 while not self._closed:
                     log.warning("wait hub lost its connection; reconnecting in %.2fs", delay)
@@ -155,8 +163,9 @@ class WaitHub:
             if kind == "message":
                 with self._lock:
                     waits = self._subs.message(channel)
-                for w in waits:
-                    w.resolve(reply[2])
+                record = done_message(channel, reply[2], waits[0].job_id) if waits else None
+                for w in waits if record is not None else ():
+                    w.resolve(record)
             elif kind == "subscribe":
                 with self._lock:
                     waits = self._subs.confirmed(channel)

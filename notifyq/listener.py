@@ -22,11 +22,11 @@ from typing import Any
 
 import redis
 
-from . import access, signals
+from . import access, ops, signals
 from . import events as ev
 from .client import Queue
 from .connection import Backend, redact, shared_backend
-from .errors import AccessDenied, RedisUnavailable
+from .errors import AccessDenied, CorruptRecord, RedisUnavailable, ValidationError
 from .events import Event
 from .keys import QueueKeys, check_queue_name
 from .ops import Flow
@@ -35,6 +35,8 @@ log = logging.getLogger("notifyq.listener")
 
 #: Seconds between looks for events that a dead member of the group never acknowledged.
 RECLAIM_EVERY = 5.0
+#: Longest pause of a listener after a failed read; it starts at 0.05 s and doubles.
+MAX_PAUSE = 5.0
 
 
 class ListenerBase:
@@ -53,12 +55,14 @@ class ListenerBase:
             queues = [queues]
         names = [check_queue_name(q if isinstance(q, str) else q.name) for q in queues]
         if not names:
-            raise ValueError("a listener needs at least one queue")
+            raise ValidationError("a listener needs at least one queue")
         self.keys = [QueueKeys(n) for n in names]
         self.queues = {k.events: k.queue for k in self.keys}  # stream -> queue name
         self.name = None if name is None else ev.check_listener_name(name)
         self.consumer = f"{self.name}:{ev.new_consumer_id()}" if self.name else ""
-        self.batch, self.block_ms = batch, max(1, round(block * 1000))
+        self.batch = ops.check_int(batch, "batch")
+        self.block_ms = max(1, round(ops.seconds(block, "block", allow_zero=False) * 1000))
+        claim_after = ops.seconds(claim_after, "claim_after", allow_zero=False)
         self.claim_after_ms = max(1, round(claim_after * 1000))
         self.handled = 0  # job events handed to receivers (gap signals not counted)
         self._positions: dict[str, ev.Position] = {}
@@ -182,13 +186,18 @@ class Listener(ListenerBase):
             except (RedisUnavailable, AccessDenied) as exc:  # an ACL rule may yet change
                 log.warning("listener %s: %s; trying again in %.2fs", self.label, exc, delay)
                 self._stop.wait(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, MAX_PAUSE)
                 self._pending = True
                 with contextlib.suppress(RedisUnavailable, AccessDenied):
                     self._resync()
+            except CorruptRecord as exc:  # a stream key something else overwrote
+                log.error("listener %s: %s; trying again in %.2fs", self.label, exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, MAX_PAUSE)
             except Exception:
                 log.exception("listener %s: unexpected error; continuing", self.label)
                 self._stop.wait(delay)
+                delay = min(delay * 2, MAX_PAUSE)
 
     def _read(self) -> list[Event]:
         return self._backend.run(self._read_flow())

@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from . import codec, scripts, states
-from .codec import text
+from .codec import loose_text, text
 from .errors import (
     CorruptRecord,
     JobCancelled,
@@ -31,12 +31,14 @@ from .errors import (
     NotReplicated,
     ResultNotReady,
     ValidationError,
+    corrupt_reply,
 )
 from .keys import PRIORITIES, QueueKeys, check_job_id
 
 T = TypeVar("T")
 
 DEFAULT_RESULT_TTL = 24 * 3600  # seconds a result stays readable
+MAX_RESULT_TTL = 10 * 365 * 24 * 3600  # and at most (``_prelude.lua`` has the same numbers)
 DEFAULT_MAX_ATTEMPTS = 3
 
 
@@ -89,7 +91,9 @@ def new_job_id() -> str:
     return secrets.token_urlsafe(12).replace("-", "_")
 
 
-def _seconds(value: float | timedelta | None, name: str, *, allow_zero: bool = True) -> float:
+def seconds(value: object, name: str, *, allow_zero: bool = True) -> float:
+    """A duration argument (a number of seconds, or a ``timedelta``) as float seconds; None is
+    0. ``ValidationError`` for anything else, and for NaN, infinities and negatives."""
     if value is None:
         return 0.0
     if isinstance(value, timedelta):
@@ -99,6 +103,13 @@ def _seconds(value: float | timedelta | None, name: str, *, allow_zero: bool = T
     if value < 0 or (value == 0 and not allow_zero):
         raise ValidationError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, not {value!r}")
     return float(value)
+
+
+def check_int(value: object, name: str, *, least: int = 1) -> int:
+    """An integer argument of at least ``least``; ``ValidationError`` for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValidationError(f"{name} must be an integer >= {least}, not {value!r}")
+    return value
 
 
 def job_spec(
@@ -118,20 +129,21 @@ def job_spec(
         priority = "normal"
     if priority not in PRIORITIES:
         raise ValidationError(f"priority must be one of {', '.join(PRIORITIES)}, not {priority!r}")
-    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-        raise ValidationError(f"max_attempts must be an integer >= 1, not {max_attempts!r}")
+    check_int(max_attempts, "max_attempts")
     if idempotency_key is not None and (
         not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 256
     ):
         raise ValidationError("idempotency_key must be a string of 1 to 256 characters")
-    ttl = _seconds(result_ttl, "result_ttl", allow_zero=False)
+    ttl = seconds(result_ttl, "result_ttl", allow_zero=False)
+    if ttl > MAX_RESULT_TTL:
+        raise ValidationError(f"result_ttl must be at most {MAX_RESULT_TTL} s, not {ttl!r}")
     return JobSpec(
         id=new_job_id() if job_id is None else check_job_id(job_id),
         payload=codec.encode(payload, limit=max_payload, what="payload"),
         priority=priority,
-        delay_ms=round(_seconds(delay, "delay") * 1000),
+        delay_ms=round(seconds(delay, "delay") * 1000),
         max_attempts=max_attempts,
-        timeout_ms=round(_seconds(timeout, "timeout", allow_zero=False) * 1000),
+        timeout_ms=round(seconds(timeout, "timeout", allow_zero=False) * 1000),
         result_ttl=max(1, math.ceil(ttl)),
         idempotency_key=idempotency_key or "",
     )
@@ -147,11 +159,10 @@ class Durability:
 
 
 def durability(replicas: int, timeout: float) -> Durability:
-    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
-        raise ValidationError(f"replicas must be an integer >= 0, not {replicas!r}")
+    replicas = check_int(replicas, "replicas", least=0)
     if timeout is None:  # WAIT with 0 would block for ever
         raise ValidationError("replica_timeout must be a number of seconds, not None")
-    ms = max(1, round(_seconds(timeout, "replica_timeout", allow_zero=False) * 1000))
+    ms = max(1, round(seconds(timeout, "replica_timeout", allow_zero=False) * 1000))
     return Durability(replicas, ms)
 
 
@@ -186,17 +197,36 @@ def enqueue(
 # ---------------------------------------------------------------- reading a job
 
 
-def outcome(raw: bytes | str, job_id: str) -> Any:
-    """The value of a finished job from its result key or done message; raises if it failed."""
+def read_outcome(raw: bytes | str, job_id: str) -> dict[str, Any]:
+    """A finished job's outcome record, from its result key or done message;
+    ``CorruptRecord`` if ``raw`` is not one notifyq wrote."""
     record = codec.decode(raw, what=f"result of job {job_id!r}")
-    if not isinstance(record, dict) or "status" not in record:
-        raise CorruptRecord(f"result of job {job_id!r} is not a notifyq outcome")
+    if (
+        not isinstance(record, dict)
+        or record.get("status") not in states.TERMINAL
+        or record.get("id") != job_id
+    ):
+        raise CorruptRecord(f"result of job {job_id!r} is not a notifyq outcome of that job")
+    error = record.get("error")
+    if record["status"] != states.COMPLETED and not isinstance(error, dict | None):
+        raise CorruptRecord(f"result of job {job_id!r} has an error that is not a record")
+    return record
+
+
+def outcome_value(record: dict[str, Any], job_id: str) -> Any:
+    """The value of a finished job from its outcome record; raises if it failed."""
     status = record["status"]
     if status == states.COMPLETED:
         return record.get("result")
     if status == states.CANCELLED:
         raise JobCancelled(job_id, record.get("error"))
     raise JobFailed(job_id, record.get("error"))
+
+
+def outcome(raw: bytes | str, job_id: str) -> Any:
+    """The value of a finished job from its result key or done message; raises if it failed
+    (``JobFailed``) or if ``raw`` is not an outcome (``CorruptRecord``)."""
+    return outcome_value(read_outcome(raw, job_id), job_id)
 
 
 def status(keys: QueueKeys, job_id: str) -> Flow[str]:
@@ -234,12 +264,14 @@ def info(keys: QueueKeys, job_id: str) -> Flow[dict[str, Any]]:
 
 
 def _record(job_id: str, record: dict[Any, Any]) -> dict[str, Any]:
-    fields = {text(k): text(v) for k, v in record.items()}
+    """The record as a dict; a field something else wrote that notifyq cannot read is shown
+    as it is (the record is for people to look at: dead letters, ``status --json``)."""
+    fields = {loose_text(k) or "": loose_text(v) or "" for k, v in record.items()}
     out: dict[str, Any] = {"id": job_id, "state": fields.get("state")}
-    out["attempt"] = int(fields.get("attempt") or 0)  # absent until the first claim
+    out["attempt"] = _number(fields.get("attempt") or "0")  # absent until the first claim
     for name in ("max_attempts", "enqueued_at", "started_at", "finished_at"):
         if fields.get(name):
-            out[name] = int(fields[name] or 0)
+            out[name] = _number(fields[name])
     out["priority"] = fields.get("priority") or "normal"  # absent when normal
     for name in ("payload", "error", "progress"):
         raw = fields.get(name)
@@ -249,6 +281,11 @@ def _record(job_id: str, record: dict[Any, Any]) -> dict[str, Any]:
             except CorruptRecord:
                 out[name] = raw
     return out
+
+
+def _number(value: str) -> int | str:
+    number = codec.integer(value)
+    return value if number is None else number
 
 
 def cancel(keys: QueueKeys, job_id: str) -> Flow[str]:
@@ -284,8 +321,42 @@ def stats(keys: QueueKeys) -> Flow[dict[str, Any]]:
         "dead": dead,
         "quarantined": quarantined,
         "paused": bool(paused),
-        "totals": {text(k): int(v) for k, v in (totals or {}).items()},
+        "totals": {text(k) or "": _counter(keys, k, v) for k, v in (totals or {}).items()},
     }
+
+
+def _counter(keys: QueueKeys, name: Any, value: Any) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        shown = f"field {loose_text(name)!r} holds {loose_text(value)!r}"
+        raise CorruptRecord(f"{keys.stats} {shown}, not a count") from None
+
+
+def backlog(keys: QueueKeys) -> Flow[int]:
+    """Jobs waiting to run now or later (pending, delayed and retrying); 0 if paused."""
+    *lengths, delayed, paused = yield Pipeline(
+        [Command("LLEN", k) for k in keys.pending_all()]
+        + [Command("ZCARD", keys.delayed), Command("EXISTS", keys.paused)]
+    )
+    return 0 if paused else sum(lengths) + int(delayed)
+
+
+def quarantined(keys: QueueKeys, start: int = 0, count: int = 100) -> Flow[list[dict[str, Any]]]:
+    """Entries of the quarantine list, newest first: ``{"id", "reason", "at"}`` each."""
+    if count <= 0:
+        return []
+    entries = yield Command("LRANGE", keys.quarantine, start, start + count - 1)
+    out = []
+    for raw in entries:
+        try:
+            entry = codec.decode(raw, what="quarantine entry")
+        except CorruptRecord:
+            entry = None
+        if not isinstance(entry, dict):  # not written by notifyq: shown as it is
+            entry = {"id": loose_text(raw), "reason": None, "at": None}
+        out.append(entry)
+    return out
 
 
 def dead_letters(keys: QueueKeys, start: int = 0, count: int = 100) -> Flow[list[dict[str, Any]]]:
@@ -339,24 +410,38 @@ class Claim:
     attempt: int
     max_attempts: int
     timeout: float | None  # seconds; None: the worker's default
-    raw_payload: str
+    raw_payload: bytes | str  # as Redis holds it: decoded (and checked) by the worker
     priority: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An id ``claim.lua`` took off a pending list and did not hand out, since its record is
+    not a sound notifyq job: ``fate`` is 'quarantined' (not a job record at all: missing,
+    not a hash, no payload or state) or 'dead' (a job record with a malformed field)."""
+
+    queue: str
+    id: str  # as the quarantine list shows it: characters outside the id alphabet as \xNN
+    fate: str
+    reason: str
 
 
 def claim(keys: QueueKeys, worker_id: str, n: int, lease_ms: int) -> Flow[list[Claim]]:
     reply = yield claim_call(keys, worker_id, n, lease_ms)
-    return claims(keys, reply)
+    return claims(keys, reply)[0]
 
 
 def claim_call(keys: QueueKeys, worker_id: str, n: int, lease_ms: int) -> ScriptCall:
     return ScriptCall(scripts.CLAIM, [keys.base], [worker_id, n, lease_ms, keys.queue])
 
 
-def claims(keys: QueueKeys, reply: list[Any]) -> list[Claim]:
-    """The claims in a ``claim.lua`` reply."""
+def claims(keys: QueueKeys, reply: list[Any]) -> tuple[list[Claim], list[Refusal]]:
+    """The claims in a ``claim.lua`` reply, and the ids it refused. The script checked each
+    record's fields, so they parse."""
+    jobs, refused = reply
     out = []
-    for i in range(0, len(reply), 7):
-        job_id, token, attempt, max_attempts, timeout_ms, payload, priority = reply[i : i + 7]
+    for i in range(0, len(jobs), 7):
+        job_id, token, attempt, max_attempts, timeout_ms, payload, priority = jobs[i : i + 7]
         timeout_ms = int(timeout_ms or 0)
         out.append(
             Claim(
@@ -364,30 +449,41 @@ def claims(keys: QueueKeys, reply: list[Any]) -> list[Claim]:
                 id=text(job_id) or "",
                 token=str(token),
                 attempt=int(attempt),
-                max_attempts=int(max_attempts or 1),
+                max_attempts=int(max_attempts),
                 timeout=timeout_ms / 1000 if timeout_ms else None,
-                raw_payload=text(payload) or "",
+                raw_payload=payload,
                 priority=text(priority) or "normal",
             )
         )
-    return out
+    refusals = [
+        Refusal(keys.queue, text(refused[i]) or "", text(refused[i + 1]) or "",
+                text(refused[i + 2]) or "")
+        for i in range(0, len(refused), 3)
+    ]  # fmt: skip
+    return out, refusals
 
 
 def maintain(keys: QueueKeys, limit: int = 1000) -> Flow[tuple[int, int, int]]:
     """Promote due delayed jobs and take back lapsed leases: (promoted, requeued, dead)."""
-    promoted, requeued, buried = yield ScriptCall(
-        scripts.MAINTAIN, [keys.base], [keys.queue, limit]
-    )
+    promoted, requeued, buried = yield maintain_call(keys, limit)
     return int(promoted), int(requeued), int(buried)
+
+
+def maintain_call(keys: QueueKeys, limit: int = 1000) -> ScriptCall:
+    return ScriptCall(scripts.MAINTAIN, [keys.base], [keys.queue, limit])
 
 
 def renew(keys: QueueKeys, held: Iterable[tuple[str, str]], lease_ms: int) -> Flow[list[str]]:
     """Extend leases of (job id, token) pairs; per pair 'ok', 'cancel' or 'lost', in order."""
+    reply = yield renew_call(keys, held, lease_ms)
+    return [text(r) or "" for r in reply]
+
+
+def renew_call(keys: QueueKeys, held: Iterable[tuple[str, str]], lease_ms: int) -> ScriptCall:
     args: list[Any] = [lease_ms]
     for job_id, token in held:
         args += [job_id, token]
-    reply = yield ScriptCall(scripts.RENEW, [keys.base], args)
-    return [text(r) or "" for r in reply]
+    return ScriptCall(scripts.RENEW, [keys.base], args)
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,11 +495,13 @@ class Settlement:
     delay_ms: int = 0  # for retry
 
 
-def settle(outcomes: Sequence[tuple[Claim, Settlement]]) -> Flow[list[str]]:
+def settle(outcomes: Sequence[tuple[Claim, Settlement]]) -> Flow[list[str | Exception]]:
     """Record how jobs ended: one script call per queue, all in one round trip.
 
     Returns each job's new state, in order, or 'stale' where this worker's lease was taken
-    over (fencing): that job's outcome was not written.
+    over (fencing), or 'corrupt' where its record is no longer a hash: that job's outcome
+    was not written. A queue whose keys the script refused (``CorruptRecord``) gives its
+    jobs that error instead, without failing the other queues' jobs.
     """
     by_queue: dict[str, list[int]] = {}
     for i, (claim, _) in enumerate(outcomes):
@@ -415,9 +513,13 @@ def settle(outcomes: Sequence[tuple[Claim, Settlement]]) -> Flow[list[str]]:
             claim, how = outcomes[i]
             args += [claim.id, claim.token, how.how, how.body, how.delay_ms]
         calls.append(ScriptCall(scripts.SETTLE, [QueueKeys(queue).base], args))
-    replies = yield Pipeline(calls)
-    states = [""] * len(outcomes)
+    replies = yield Pipeline(calls, errors_as_replies=True)
+    states: list[str | Exception] = [""] * len(outcomes)
     for indexes, reply in zip(by_queue.values(), replies, strict=True):
+        if isinstance(reply, Exception):
+            for i in indexes:
+                states[i] = corrupt_reply(str(reply)) or reply
+            continue
         for i, state in zip(indexes, reply, strict=True):
             states[i] = text(state) or ""
     return states

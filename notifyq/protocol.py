@@ -15,12 +15,12 @@ after ``after`` can no longer be replayed), ``unsubscribed``, ``error`` (with a 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from . import codec
 from .errors import CorruptRecord, ValidationError
+from .events import EVENT_ID
 from .keys import check_job_id, check_queue_name
 
 #: Error codes (``{"type": "error", "code": ...}``).
@@ -42,7 +42,6 @@ INTERNAL = "internal_error"  # the gateway could not read what it needed
 CLOSE_SLOW_CONSUMER = 4001  # the client did not read fast enough: its send buffer filled
 CLOSE_TOO_MANY_MESSAGES = 1008  # the client sent frames faster than allowed, or too many bad
 
-EVENT_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 _FIELDS = {
     "subscribe": ({"op", "token", "queue"}, {"job", "since"}),
     "unsubscribe": ({"op", "queue"}, {"job"}),
@@ -188,10 +187,13 @@ def job_state(
     """A job's state as the gateway shows it: from its record and result key, as of the
     event ``position`` (events after it follow)."""
     state: dict[str, Any] = {"queue": queue, "job": job_id, "state": record.get("state")}
-    state["attempt"] = int(record.get("attempt") or 0)  # absent until the first claim
+    # absent until the first claim; a field that is not a number (something else wrote
+    # it) is left out, not a failure that would refuse the subscription
+    state["attempt"] = codec.integer(record.get("attempt")) or 0
     for name in ("max_attempts", "enqueued_at", "started_at", "finished_at"):
-        if record.get(name):
-            state[name] = int(record[name])
+        value = codec.integer(record.get(name))
+        if value is not None:
+            state[name] = value
     for name in ("progress", "error"):
         if record.get(name):
             state[name] = _json_or_none(record[name], name)

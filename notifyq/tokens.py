@@ -15,7 +15,9 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import os
+import re
 import time
 from dataclasses import dataclass
 
@@ -56,12 +58,42 @@ def secret_from_env() -> bytes:
     return value.encode()
 
 
+def check_secret(secret: object) -> bytes:
+    """``secret`` if it can sign tokens: bytes, at least ``MIN_SECRET`` of them."""
+    if not isinstance(secret, bytes) or len(secret) < MIN_SECRET:
+        raise ValidationError(f"the token secret must be at least {MIN_SECRET} bytes (bytes)")
+    return secret
+
+
+def check_ttl(ttl: object, name: str = "ttl") -> float:
+    """``ttl`` if it is a token lifetime: more than 0 and at most ``MAX_TTL`` seconds."""
+    if (
+        isinstance(ttl, bool)
+        or not isinstance(ttl, int | float)
+        or not math.isfinite(ttl)
+        or not 0 < ttl <= MAX_TTL
+    ):
+        raise ValidationError(f"{name} must be between 0 and {MAX_TTL} seconds, not {ttl!r}")
+    return float(ttl)
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict base64url: only its alphabet, no padding, and the one spelling ``_b64`` gives
+    (the decoder alone would skip stray characters and ignore unused low bits, so that
+    several strings would carry one token)."""
+    if not _BASE64URL.fullmatch(text):
+        raise ValueError("not base64url")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("not the canonical base64url of its bytes")
+    return data
+
+
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
 def _sign(secret: bytes, payload: bytes) -> bytes:
@@ -77,10 +109,8 @@ def issue(
     now: float | None = None,
 ) -> str:
     """A token for ``job_id`` of ``queue`` (or, with no job id, for the whole queue)."""
-    if len(secret) < MIN_SECRET:
-        raise ValidationError(f"the token secret must be at least {MIN_SECRET} bytes")
-    if not 0 < ttl <= MAX_TTL:
-        raise ValidationError(f"ttl must be between 0 and {MAX_TTL} seconds, not {ttl!r}")
+    check_secret(secret)
+    check_ttl(ttl)
     check_queue_name(queue)
     if job_id is not None:
         check_job_id(job_id)
@@ -105,10 +135,12 @@ def verify(secret: bytes, token: object, *, now: float | None = None) -> Grant:
     try:
         claims = json.loads(payload)
         grant = Grant(claims["s"], claims["q"], claims["j"], int(claims["e"]))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OverflowError):
         raise InvalidToken("malformed token") from None
     if claims.get("v") != 1 or grant.scope not in ("job", "queue"):
         raise InvalidToken("unsupported token")
+    if not isinstance(grant.queue, str) or not isinstance(grant.job_id, str):
+        raise InvalidToken("malformed token")
     if grant.expires <= (time.time() if now is None else now):
         raise InvalidToken("token expired")
     return grant

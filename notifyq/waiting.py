@@ -10,12 +10,16 @@ it; both re-check every wait after a reconnect, since a message may have been mi
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Iterable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+from .errors import CorruptRecord
 from .keys import QueueKeys
-from .ops import Command, Flow, Pipeline
+from .ops import Command, Flow, Pipeline, read_outcome
+
+log = logging.getLogger("notifyq.wait")
 
 W = TypeVar("W")
 
@@ -132,13 +136,34 @@ class Subscriptions(Generic[W]):
 
 
 def check(targets: list[tuple[QueueKeys, str]]) -> Flow[list[object]]:
-    """Read the outcome of each (queue keys, job id): raw result, ``MISSING`` or None."""
+    """Read the outcome of each (queue keys, job id): its outcome record (a dict), None (not
+    finished), ``MISSING`` (no such job), or the ``CorruptRecord`` its result key holds
+    instead of an outcome (the wait raises it: the key will not change by itself)."""
     calls: list[Command] = []
     for keys, job_id in targets:
         calls += [Command("GET", keys.result(job_id)), Command("EXISTS", keys.job(job_id))]
-    replies = yield Pipeline(calls)
+    replies = yield Pipeline(calls, errors_as_replies=True)
     out: list[object] = []
-    for i in range(0, len(replies), 2):
+    for (keys, job_id), i in zip(targets, range(0, len(replies), 2), strict=True):
         raw, exists = replies[i], replies[i + 1]
-        out.append(raw if raw is not None else (None if exists else MISSING))
+        if isinstance(raw, Exception):
+            out.append(CorruptRecord(f"{keys.result(job_id)} cannot be read: {raw}"))
+        elif raw is not None:
+            try:
+                out.append(read_outcome(raw, job_id))
+            except CorruptRecord as exc:
+                out.append(exc)
+        else:
+            out.append(None if exists else MISSING)
     return out
+
+
+def done_message(channel: str, raw: Any, job_id: str) -> dict[str, Any] | None:
+    """The outcome a message on a job's done channel carries; None (logged) for a message
+    that is not one (something else published it): the waits go on, and still learn the
+    outcome from the result key or the real message."""
+    try:
+        return read_outcome(raw, job_id)
+    except CorruptRecord as exc:
+        log.error("skipped a message on %s: %s", channel, exc)
+        return None

@@ -24,11 +24,12 @@ from types import FrameType
 from typing import Any
 
 import redis
+from redis.exceptions import ResponseError
 
 from . import ops
 from .client import Queue
 from .connection import Backend, shared_backend
-from .errors import NotifyQError, RedisUnavailable
+from .errors import CorruptRecord, NotifyQError, RedisUnavailable
 from .execution import (
     SETTLE_BATCH,
     ActiveJobBase,
@@ -38,8 +39,10 @@ from .execution import (
     completed,
     decode_payload,
     failed,
+    pause_after,
     report,
     timed_out,
+    unreadable,
 )
 from .execution import cancelled as cancelled_settlement
 from .ops import Settlement
@@ -86,6 +89,13 @@ class _Slot:
         self.done, self.state = False, ""
         self.error: Exception | None = None
 
+    def set(self, state: str | Exception, error: Exception | None) -> None:
+        self.done = True
+        if isinstance(state, Exception):  # this job's queue refused its settle call
+            self.state, self.error = "", state
+        else:
+            self.state, self.error = state, error
+
 
 class _Settler:
     """Group commit: outcomes that come while a settle call is in flight go together in the
@@ -116,13 +126,14 @@ class _Settler:
 
     def _send(self, batch: list[_Slot]) -> None:
         error: Exception | None = None
+        states: list[str | Exception]
         try:
             states = self._backend.run(ops.settle([(s.claim, s.outcome) for s in batch]))
         except Exception as exc:  # each waiter decides (RedisUnavailable: retry)
             error, states = exc, [""] * len(batch)
         with self._changed:
             for slot, state in zip(batch, states, strict=True):
-                slot.done, slot.state, slot.error = True, state, error
+                slot.set(state, error)
             self._busy = False
             self._changed.notify_all()
 
@@ -231,9 +242,10 @@ class Worker(WorkerBase):
                 if not got and burst and not self._running and self._drained():
                     return
                 block = idle  # the queues are drained: block until an enqueue wakes us
-            except RedisUnavailable as exc:
-                outage = min(max(outage * 2, 0.1), 5.0)
-                log.warning("%s; retrying in %.1fs", exc, outage)
+            except (RedisUnavailable, CorruptRecord, ResponseError) as exc:
+                # Redis unreachable, or a queue key that something else overwrote: pause,
+                # longer each time, until it is back or fixed
+                outage = pause_after(exc, outage)
                 self._stop.wait(outage)
 
     def _claim(self, free: int, block: float = 0) -> int:
@@ -253,7 +265,7 @@ class Worker(WorkerBase):
             run = _Run(claim, None, self.policy)
             with self._changed:
                 self._running[(claim.queue, claim.id, claim.token)] = run
-            self._finish(run, failed(exc, claim, self.policy))
+            self._finish(run, unreadable(exc, claim, self.policy))
             return
         run = _Run(claim, job, self.policy)
         with self._changed:
@@ -309,6 +321,9 @@ class Worker(WorkerBase):
                     return
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
+            except CorruptRecord as exc:  # its queue's keys: fixing them takes a person
+                log.error("job %s: could not store its outcome: %s", run.claim.id, exc)
+                return
         report(run.claim, outcome, state)
 
     # ------------------------------------------------------------ heartbeat

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,6 +13,8 @@ from typing import Any
 import redis
 
 import notifyq
+import notifyq.asyncio
+from notifyq.asyncio import connection as aconnection
 from notifyq.cluster import message_kind
 
 
@@ -33,6 +37,65 @@ def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.01)
+
+
+@contextmanager
+def running_async(worker: notifyq.asyncio.Worker) -> Iterator[notifyq.asyncio.Worker]:
+    """Run an asyncio worker in a thread with its own event loop for the duration of the
+    block, so that one test body (blocking calls) can watch either worker flavour."""
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    async def main() -> None:
+        task = asyncio.create_task(worker.run())
+        started.set()
+        try:
+            await task
+        finally:
+            await aconnection.close_shared()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    started.wait(10)
+    try:
+        yield worker
+    finally:
+        loop.call_soon_threadsafe(worker.stop)
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "worker did not stop"
+        loop.close()
+
+
+class LogCount(logging.Handler):
+    """Counts the log records whose message holds ``text``, from any thread."""
+
+    def __init__(self, text: str, level: int = logging.DEBUG) -> None:
+        super().__init__(level)
+        self.text, self.count = text, 0
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if self.text in message:
+            self.count += 1
+            self.messages.append(message)
+
+
+@contextmanager
+def counting_logs(
+    text: str, logger: str = "notifyq", level: int = logging.DEBUG
+) -> Iterator[LogCount]:
+    """Count what ``logger`` (and its children) logs at ``level`` or above with ``text``
+    in the block."""
+    handler, log = LogCount(text, level), logging.getLogger(logger)
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
 
 
 def server_of(r: redis.Redis, queue: str) -> redis.Redis:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 
 from .. import codec, events, ops
-from ..client import DEFAULT_WAIT_TIMEOUT, JobBase, QueueBase
+from ..client import DEFAULT_WAIT_TIMEOUT, JobBase, QueueBase, page, wait_limit
 from ..connection import resolve_url
 from ..errors import JobNotFound
 from ..keys import check_job_id
@@ -38,11 +38,12 @@ class Job(JobBase):
 
     async def wait(self, timeout: float | None = DEFAULT_WAIT_TIMEOUT) -> Any:
         """Wait until the job finishes; its result, or ``JobFailed`` / ``ResultTimeout``."""
+        limit = wait_limit(timeout)
         hub = self._queue._backend_now().hub
-        raw = await hub.wait(self._queue.keys, self.id, timeout)
-        if raw is MISSING:
+        record = await hub.wait(self._queue.keys, self.id, limit)
+        if record is MISSING:
             raise JobNotFound(self.queue, self.id)
-        return ops.outcome(raw, self.id)  # type: ignore[arg-type]
+        return ops.outcome_value(record, self.id)  # type: ignore[arg-type]
 
     async def cancel(self) -> str:
         return await self._queue._run(ops.cancel(self._queue.keys, self.id))
@@ -123,7 +124,10 @@ class Queue(QueueBase):
         return await self._run(ops.stats(self.keys))
 
     async def dead_letters(self, start: int = 0, count: int = 100) -> list[dict[str, Any]]:
-        return await self._run(ops.dead_letters(self.keys, start, count))
+        return await self._run(ops.dead_letters(self.keys, *page(start, count)))
+
+    async def quarantined(self, start: int = 0, count: int = 100) -> list[dict[str, Any]]:
+        return await self._run(ops.quarantined(self.keys, *page(start, count)))
 
     async def requeue(self, job_id: str) -> Job:
         if not await self._run(ops.requeue(self.keys, job_id)):

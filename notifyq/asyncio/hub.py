@@ -28,7 +28,7 @@ from ..errors import AccessDenied, RedisUnavailable, ResultTimeout
 from ..hub import HUB_CLIENT_NAME, RECHECK_DELAY
 from ..keys import QueueKeys
 from ..ops import Command
-from ..waiting import Subscriptions, check
+from ..waiting import Subscriptions, check, done_message
 
 if TYPE_CHECKING:
     from .connection import Backend
@@ -185,7 +185,11 @@ class _Wait:
         self.keys, self.job_id, self.future = keys, job_id, future
 
     def resolve(self, value: object) -> None:
-        if not self.future.done():
+        if self.future.done():
+            return
+        if isinstance(value, Exception):  # the result key holds something else
+            self.future.set_exception(value)
+        else:
             self.future.set_result(value)
 
     def fail(self, error: Exception) -> None:
@@ -200,7 +204,8 @@ class WaitHub(PubSub[_Wait]):
         self._check = asyncio.Event()
 
     async def wait(self, keys: QueueKeys, job_id: str, timeout: float | None) -> object:
-        """Wait for the job's outcome: raw outcome bytes, or ``waiting.MISSING``."""
+        """Wait for the job's outcome: its outcome record, or ``waiting.MISSING``;
+        ``CorruptRecord`` if its result key holds something else."""
         await self.start()
         w = _Wait(keys, job_id, asyncio.get_running_loop().create_future())
         channel = keys.done_channel(job_id)
@@ -221,8 +226,10 @@ class WaitHub(PubSub[_Wait]):
         self._check.set()
 
     def _message(self, channel: str, data: bytes) -> None:
-        for w in self._subs.message(channel):
-            w.resolve(data)
+        waits = self._subs.message(channel)
+        record = done_message(channel, data, waits[0].job_id) if waits else None
+        for w in waits if record is not None else ():
+            w.resolve(record)
 
     def _refused(self, items: list[_Wait], error: Exception) -> None:
         for w in items:

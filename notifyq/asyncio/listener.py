@@ -20,9 +20,9 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from .. import events as ev
-from ..errors import AccessDenied, RedisUnavailable
+from ..errors import AccessDenied, CorruptRecord, RedisUnavailable
 from ..events import Event
-from ..listener import ListenerBase
+from ..listener import MAX_PAUSE, ListenerBase
 from .client import Queue
 from .connection import Backend, shared_backend
 
@@ -132,13 +132,18 @@ class Listener(ListenerBase):
             except (RedisUnavailable, AccessDenied) as exc:  # an ACL rule may yet change
                 log.warning("listener %s: %s; trying again in %.2fs", self.label, exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, MAX_PAUSE)
                 self._pending = True
                 with contextlib.suppress(RedisUnavailable, AccessDenied):
                     await self._resync()
+            except CorruptRecord as exc:  # a stream key something else overwrote
+                log.error("listener %s: %s; trying again in %.2fs", self.label, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_PAUSE)
             except Exception:
                 log.exception("listener %s: unexpected error; continuing", self.label)
                 await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_PAUSE)
 
     async def _read(self) -> list[Event]:
         assert self._backend is not None

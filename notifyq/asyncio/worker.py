@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from .. import ops
 from ..connection import resolve_url
-from ..errors import NotifyQError, RedisUnavailable
+from ..errors import CorruptRecord, NotifyQError, RedisUnavailable
 from ..execution import (
     SETTLE_BATCH,
     ActiveJobBase,
@@ -31,8 +32,10 @@ from ..execution import (
     completed,
     decode_payload,
     failed,
+    pause_after,
     report,
     timed_out,
+    unreadable,
 )
 from ..ops import Settlement
 from .client import Queue
@@ -96,7 +99,11 @@ class _Settler:
                             future.set_exception(exc)
                     continue
                 for (_, _, future), state in zip(batch, states, strict=True):
-                    if not future.done():
+                    if future.done():
+                        continue
+                    if isinstance(state, Exception):  # its queue refused the settle call
+                        future.set_exception(state)
+                    else:
                         future.set_result(state)
         finally:
             self._flusher = None
@@ -185,9 +192,10 @@ class Worker(WorkerBase):
                 if not got and burst and not self._running and await self._drained():
                     return
                 block = idle  # the queues are drained: block until an enqueue wakes us
-            except RedisUnavailable as exc:
-                outage = min(max(outage * 2, 0.1), 5.0)
-                log.warning("%s; retrying in %.1fs", exc, outage)
+            except (RedisUnavailable, CorruptRecord, ResponseError) as exc:
+                # Redis unreachable, or a queue key that something else overwrote: pause,
+                # longer each time, until it is back or fixed
+                outage = pause_after(exc, outage)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), outage)
 
@@ -207,7 +215,7 @@ class Worker(WorkerBase):
             job, bad = None, exc
         run = _Run(claim, job, self.policy.lease, self.policy.job_timeout(claim))
         self._running[(claim.queue, claim.id, claim.token)] = run
-        coro = self._execute(run) if job else self._finish(run, failed(bad, claim, self.policy))
+        coro = self._execute(run) if job else self._finish(run, unreadable(bad, claim, self.policy))
         run.task = asyncio.create_task(coro, name=f"notifyq-job-{claim.id}")
 
     # ------------------------------------------------------------ running
@@ -266,6 +274,9 @@ class Worker(WorkerBase):
                     return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
+            except CorruptRecord as exc:  # its queue's keys: fixing them takes a person
+                log.error("job %s: could not store its outcome: %s", run.claim.id, exc)
+                return
         report(run.claim, outcome, state)
 
     # ------------------------------------------------------------ heartbeat

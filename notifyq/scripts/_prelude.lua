@@ -10,20 +10,114 @@ local DEFAULT_EVENTS_MAXLEN = 10000
 -- sharded pub/sub keeps a queue's messages on the shard that holds its keys
 local PUBLISH = 'PUBLISH'
 local events_maxlen = nil
+-- The quarantine list keeps this many entries, the newest.
+local MAX_QUARANTINE = 10000
+-- Seconds an outcome stays by default, and at most (ops.py has the same numbers).
+local DEFAULT_RESULT_TTL, MAX_RESULT_TTL = 86400, 315360000
+
+-- What notifyq keeps at each key of a queue, named by what follows the queue base.
+local KINDS = {['pending:high'] = 'list', ['pending:normal'] = 'list', ['pending:low'] = 'list',
+  active = 'zset', delayed = 'zset', dead = 'list', quarantine = 'list', wake = 'list',
+  stats = 'hash', events = 'stream', config = 'hash'}
+local PENDING = {'pending:high', 'pending:normal', 'pending:low'}
+
+-- A value (an id, a field) as it can be shown in JSON and messages: its first ``most``
+-- (200) bytes, each outside [A-Za-z0-9._:-] written \xNN.
+local function printable(value, most)
+  local shown = string.gsub(string.sub(value, 1, most or 200), '[^%w._:%-]', function(c)
+    return string.format('\\x%02x', string.byte(c))
+  end)
+  return shown
+end
+
+-- A script stops at the first command that fails, keeping the writes made before it. So a
+-- script checks, before its first write, that the queue keys it writes hold what notifyq
+-- keeps there (something else may have written them). Returns an error reply naming the
+-- key, which notifyq raises as CorruptRecord, or nil.
+local function check_keys(base, ...)
+  for _, names in ipairs({...}) do
+    for _, name in ipairs(names) do
+      local kind = redis.call('TYPE', base .. name)['ok']
+      if kind ~= 'none' and kind ~= KINDS[name] then
+        return redis.error_reply('WRONGTYPE ' .. base .. name .. ' holds a ' .. kind ..
+          ' where notifyq keeps a ' .. KINDS[name])
+      end
+      if name == 'config' then
+        local seq = redis.call('HGET', base .. 'config', 'seq')
+        if seq and not string.match(seq, '^%d+$') then
+          return redis.error_reply('CORRUPT ' .. base .. 'config field seq holds "' ..
+            printable(seq, 40) .. '", not an event count')
+        end
+      end
+    end
+  end
+  return nil
+end
+
+-- The pending list of a priority; a value that is not a priority means normal, so that no
+-- id is ever pushed to a list no worker reads.
+local function pending_key(base, priority)
+  if priority == 'high' or priority == 'low' then
+    return base .. 'pending:' .. priority
+  end
+  return base .. 'pending:normal'
+end
+
+-- Add to a lifetime counter of the queue. A counter that something else overwrote with a
+-- value that is not an integer starts again from this count, rather than failing the script.
+local function count(base, field, n)
+  if not pcall(redis.call, 'HINCRBY', base .. 'stats', field, n or 1) then
+    redis.call('HSET', base .. 'stats', field, n or 1)
+  end
+end
+
+-- An integer read from a job record, or ``default`` (0) when it holds something else: a
+-- record something else wrote must not break the JSON notifyq writes, nor a command.
+local function int(value, default)
+  local n = tonumber(value)
+  if not n or n ~= n or n >= 2 ^ 53 or n <= -2 ^ 53 then
+    return default or 0
+  end
+  return math.floor(n)
+end
+
+
+-- Set an id aside: its record is missing or is not a notifyq job (something else wrote
+-- it). The entry says why; the record itself is left as it is.
+local function quarantine(base, id, reason, now)
+  redis.call('LPUSH', base .. 'quarantine',
+    cjson.encode({id = printable(id), reason = reason, at = now}))
+  redis.call('LTRIM', base .. 'quarantine', 0, MAX_QUARANTINE - 1)
+  count(base, 'quarantined')
+end
+
+-- HMGET on a job record that may have been replaced by something else: the values, or
+-- nil and what the key holds instead (its type) when it is not a hash.
+local function job_fields(job, ...)
+  local ok, values = pcall(redis.call, 'HMGET', job, ...)
+  if ok then
+    return values
+  end
+  return nil, redis.call('TYPE', job)['ok']
+end
 
 -- Emit an event: append it to the queue's bounded stream (catch-up) and publish it on the
 -- queue's events channel (low latency). ``extra`` is a JSON fragment: ',"result":{...}'.
 -- Returns the event id (the stream entry id).
 local function emit(base, queue, etype, id, attempt, now, extra)
   if not events_maxlen then
-    events_maxlen = tonumber(redis.call('HGET', base .. 'config', 'events_maxlen'))
-      or DEFAULT_EVENTS_MAXLEN
+    -- a value that is not a count of at least 1 (something else wrote it) means the default
+    local value = redis.call('HGET', base .. 'config', 'events_maxlen')
+    events_maxlen = DEFAULT_EVENTS_MAXLEN
+    if value and string.match(value, '^%d+$') and #value < 16 and tonumber(value) >= 1 then
+      events_maxlen = tonumber(value)
+    end
   end
   -- seq numbers a queue's events 1, 2, 3...: a reader that sees one skipped knows the
   -- stream was trimmed past it
   local seq = redis.call('HINCRBY', base .. 'config', 'seq', 1)
   local body = '"type":"' .. etype .. '","queue":"' .. queue .. '","id":"' .. id ..
-    '","attempt":' .. attempt .. ',"ts":' .. now .. ',"seq":' .. seq .. extra
+    '","attempt":' .. int(attempt) .. ',"ts":' .. now .. ',"seq":' .. seq .. extra
   local eid = redis.call('XADD', base .. 'events', 'MAXLEN', '~', events_maxlen, '*',
     'e', '{"v":1,' .. body .. '}')
   redis.call(PUBLISH, base .. 'events', '{"v":1,"event_id":"' .. eid .. '",' .. body .. '}')
@@ -34,7 +128,7 @@ end
 -- Ids and queue names are validated to [A-Za-z0-9._:-], so they need no JSON escaping.
 local function outcome(queue, id, status, attempt, now, field, json)
   return '{"v":1,"queue":"' .. queue .. '","id":"' .. id .. '","status":"' .. status ..
-    '","attempt":' .. attempt .. ',"finished_at":' .. now .. ',"' .. field .. '":' .. json .. '}'
+    '","attempt":' .. int(attempt) .. ',"finished_at":' .. now .. ',"' .. field .. '":' .. json .. '}'
 end
 
 -- Write a job's terminal state in one step: result key, job record, expiry, counter and
@@ -48,7 +142,10 @@ local function finish(base, queue, id, status, field, json, now, known)
   else
     attempt, ttl, idem = unpack(redis.call('HMGET', job, 'attempt', 'result_ttl', 'idem'))
   end
-  ttl = tonumber(ttl) or 86400
+  ttl = int(ttl, DEFAULT_RESULT_TTL)
+  if ttl < 1 or ttl > MAX_RESULT_TTL then
+    ttl = DEFAULT_RESULT_TTL
+  end
   local value = outcome(queue, id, status, attempt or 0, now, field, json)
   redis.call('HSET', job, 'state', status, 'finished_at', now)
   redis.call('ZREM', base .. 'active', id)
@@ -62,7 +159,7 @@ local function finish(base, queue, id, status, field, json, now, known)
       redis.call('EXPIRE', base .. 'idem:' .. idem, ttl)
     end
   end
-  redis.call('HINCRBY', base .. 'stats', status, 1)
+  count(base, status)
   redis.call(PUBLISH, base .. 'done:' .. id, value)
   emit(base, queue, status, id, attempt or 0, now, ',"' .. field .. '":' .. json)
   return value

@@ -3,10 +3,12 @@
 -- next lease renewal. Returns 'cancelled', 'requested', the terminal state it already
 -- has, or false when there is no such job.
 local base, job, queue, id = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+local bad = check_keys(base, PENDING, {'delayed', 'active', 'stats', 'events', 'config'})
+if bad then return bad end
 local state, priority = unpack(redis.call('HMGET', job, 'state', 'priority'))
 if not state then return false end
 if state == 'queued' then
-  redis.call('LREM', base .. 'pending:' .. (priority or 'normal'), 0, id)
+  redis.call('LREM', pending_key(base, priority), 0, id)
 elseif state == 'delayed' or state == 'retrying' then
   redis.call('ZREM', base .. 'delayed', id)
 elseif state == 'active' then

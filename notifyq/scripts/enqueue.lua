@@ -5,6 +5,18 @@
 --   id, payload, priority, delay_ms, max_attempts, timeout_ms, result_ttl_s, idem key or ''
 -- Returns per job: {id, 1 if created / 0 if it already existed}
 local base, queue, n = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local bad = check_keys(base, PENDING, {'delayed', 'stats', 'events', 'config', 'wake'})
+if bad then return bad end
+for i = 0, n - 1 do
+  local idem_key = KEYS[3 + 2 * i]
+  if ARGV[3 + 8 * i + 7] ~= '' then
+    local kind = redis.call('TYPE', idem_key)['ok']
+    if kind ~= 'none' and kind ~= 'string' then
+      return redis.error_reply('WRONGTYPE ' .. idem_key .. ' holds a ' .. kind ..
+        ' where notifyq keeps a string')
+    end
+  end
+end
 local now = now_ms()
 local out = {}
 local pushed = false
@@ -49,10 +61,10 @@ for i = 0, n - 1 do
     if delay > 0 then
       redis.call('ZADD', base .. 'delayed', now + delay, id)
     else
-      redis.call('LPUSH', base .. 'pending:' .. priority, id)
+      redis.call('LPUSH', pending_key(base, priority), id)
       pushed = true
     end
-    redis.call('HINCRBY', base .. 'stats', 'enqueued', 1)
+    count(base, 'enqueued')
     local extra = ''
     if delay > 0 then extra = ',"delay_ms":' .. delay end
     emit(base, queue, 'enqueued', id, 0, now, extra)

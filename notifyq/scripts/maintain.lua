@@ -2,38 +2,48 @@
 -- KEYS[1] queue base; ARGV[1] queue name, ARGV[2] max jobs to handle per kind
 -- Returns {promoted, requeued, dead_lettered}
 local base, queue, limit = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local bad = check_keys(base, PENDING, {'delayed', 'active', 'dead', 'quarantine', 'wake',
+  'stats', 'events', 'config'})
+if bad then return bad end
 local now = now_ms()
 local promoted, requeued, buried = 0, 0, 0
 local due = redis.call('ZRANGEBYSCORE', base .. 'delayed', '-inf', now, 'LIMIT', 0, limit)
 for _, id in ipairs(due) do
   redis.call('ZREM', base .. 'delayed', id)
   local job = base .. 'job:' .. id
-  local state, priority = unpack(redis.call('HMGET', job, 'state', 'priority'))
-  if state == 'delayed' or state == 'retrying' then
+  local f, kind = job_fields(job, 'state', 'priority')
+  if not f or not f[1] then
+    quarantine(base, id, f and ('no job record at ' .. job) or
+      (job .. ' holds a ' .. kind .. ', not a job record'), now)
+  elseif f[1] == 'delayed' or f[1] == 'retrying' then
     redis.call('HSET', job, 'state', 'queued')
-    redis.call('LPUSH', base .. 'pending:' .. (priority or 'normal'), id)
+    redis.call('LPUSH', pending_key(base, f[2]), id)
     promoted = promoted + 1
   end
 end
 local lapsed = redis.call('ZRANGEBYSCORE', base .. 'active', '-inf', now, 'LIMIT', 0, limit)
 for _, id in ipairs(lapsed) do
   local job = base .. 'job:' .. id
-  local state, attempt, max_attempts, priority, cancel = unpack(redis.call('HMGET', job,
-    'state', 'attempt', 'max_attempts', 'priority', 'cancel'))
-  if state ~= 'active' then
+  local f, kind = job_fields(job, 'state', 'attempt', 'max_attempts', 'priority', 'cancel')
+  local state, attempt, max_attempts, priority, cancel = unpack(f or {})
+  if not state then
+    redis.call('ZREM', base .. 'active', id)
+    quarantine(base, id, f and ('no job record at ' .. job) or
+      (job .. ' holds a ' .. kind .. ', not a job record'), now)
+  elseif state ~= 'active' then
     redis.call('ZREM', base .. 'active', id)
   elseif cancel == '1' then
     finish(base, queue, id, 'cancelled', 'error',
       '{"type":"Cancelled","message":"cancelled while its worker was lost"}', now)
-  elseif tonumber(attempt) >= tonumber(max_attempts) then
+  elseif int(attempt) >= int(max_attempts, 1) then
     dead(base, queue, id, '{"type":"LeaseExpired","message":"worker lost its lease ' ..
-      'on the last attempt (' .. attempt .. ' of ' .. max_attempts .. ')"}', now)
+      'on the last attempt (' .. int(attempt) .. ' of ' .. int(max_attempts, 1) .. ')"}', now)
     buried = buried + 1
   else
     redis.call('ZREM', base .. 'active', id)
     redis.call('HSET', job, 'state', 'queued', 'worker', '')
-    redis.call('HINCRBY', base .. 'stats', 'lease_expired', 1)
-    redis.call('RPUSH', base .. 'pending:' .. (priority or 'normal'), id)
+    count(base, 'lease_expired')
+    redis.call('RPUSH', pending_key(base, priority), id)
     failed(base, queue, id, attempt, now,
       '{"type":"LeaseExpired","message":"worker lost its lease"}', true)
     emit(base, queue, 'retrying', id, attempt, now, ',"delay_ms":0')

@@ -4,14 +4,20 @@
 -- KEYS[1] queue base; ARGV[1] queue name, then five values per job:
 --   job id, lease token, how ('completed' | 'retry' | 'dead' | 'cancelled' | 'release'),
 --   result or error JSON, retry delay ms (for 'retry')
--- Returns, per job in order, its new state, or 'stale' when the lease is no longer held.
+-- Returns, per job in order, its new state, or 'stale' when the lease is no longer held, or
+-- 'corrupt' when its record was replaced by something that is not a hash.
 local base, queue = KEYS[1], ARGV[1]
+local bad = check_keys(base, PENDING, {'active', 'delayed', 'dead', 'stats', 'wake', 'events',
+  'config'})
+if bad then return bad end
 local now = now_ms()
 
 local function settle(id, token, how, body, delay_ms)
   local job = base .. 'job:' .. id
-  local state, lease, attempt, max_attempts, priority, ttl, idem = unpack(redis.call('HMGET',
-    job, 'state', 'lease', 'attempt', 'max_attempts', 'priority', 'result_ttl', 'idem'))
+  local f = job_fields(job, 'state', 'lease', 'attempt', 'max_attempts', 'priority',
+    'result_ttl', 'idem')
+  if not f then return 'corrupt' end
+  local state, lease, attempt, max_attempts, priority, ttl, idem = unpack(f)
   if state ~= 'active' or lease ~= token then return 'stale' end
   if how == 'completed' then
     finish(base, queue, id, 'completed', 'result', body, now, {attempt, ttl, idem})
@@ -22,21 +28,20 @@ local function settle(id, token, how, body, delay_ms)
   elseif how == 'release' then
     -- graceful shutdown: the attempt did not happen
     redis.call('ZREM', base .. 'active', id)
-    redis.call('HSET', job, 'state', 'queued', 'worker', '')
-    redis.call('HINCRBY', job, 'attempt', -1)
-    redis.call('RPUSH', base .. 'pending:' .. (priority or 'normal'), id)
+    redis.call('HSET', job, 'state', 'queued', 'worker', '', 'attempt', int(attempt, 1) - 1)
+    redis.call('RPUSH', pending_key(base, priority), id)
     wake(base)
-    emit(base, queue, 'enqueued', id, tonumber(attempt) - 1, now, ',"requeued":"released"')
+    emit(base, queue, 'enqueued', id, int(attempt, 1) - 1, now, ',"requeued":"released"')
     return 'queued'
   end
   redis.call('HSET', job, 'error', body)
-  redis.call('HINCRBY', base .. 'stats', 'failed', 1)
-  if how == 'retry' and tonumber(attempt) < tonumber(max_attempts) then
+  count(base, 'failed')
+  if how == 'retry' and int(attempt) < int(max_attempts, 1) then
     redis.call('ZREM', base .. 'active', id)
     redis.call('HSET', job, 'state', 'retrying', 'worker', '')
-    redis.call('ZADD', base .. 'delayed', now + tonumber(delay_ms), id)
+    redis.call('ZADD', base .. 'delayed', now + int(delay_ms), id)
     failed(base, queue, id, attempt, now, body, true)
-    emit(base, queue, 'retrying', id, attempt, now, ',"delay_ms":' .. tonumber(delay_ms))
+    emit(base, queue, 'retrying', id, attempt, now, ',"delay_ms":' .. int(delay_ms))
     return 'retrying'
   end
   dead(base, queue, id, body, now)

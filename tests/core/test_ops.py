@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from notifyq import ops, scripts
 from notifyq.errors import (
+    CorruptRecord,
     JobCancelled,
     JobFailed,
     JobNotFound,
@@ -51,10 +52,30 @@ def test_result_of_unknown_job() -> None:
 
 def test_outcome_raises_for_dead_and_cancelled() -> None:
     with pytest.raises(JobFailed, match="ValueError: boom") as info:
-        ops.outcome('{"status":"dead","error":{"type":"ValueError","message":"boom"}}', "j")
+        ops.outcome(
+            '{"id":"j","status":"dead","error":{"type":"ValueError","message":"boom"}}', "j"
+        )
     assert not isinstance(info.value, JobCancelled)
     with pytest.raises(JobCancelled):
-        ops.outcome('{"status":"cancelled","error":{"type":"Cancelled"}}', "j")
+        ops.outcome('{"id":"j","status":"cancelled","error":{"type":"Cancelled"}}', "j")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{oops",
+        b"\xff",
+        b"[]",
+        b'{"id":"j"}',
+        b'{"id":"j","status":"maybe"}',
+        b'{"id":"k","status":"completed","result":1}',  # another job's
+        b'{"status":"completed","result":1}',
+        b'{"id":"j","status":"dead","error":"boom"}',
+    ],
+)
+def test_an_outcome_notifyq_did_not_write_is_a_corrupt_record(raw: bytes) -> None:
+    with pytest.raises(CorruptRecord):
+        ops.outcome(raw, "j")
 
 
 def test_enqueue_passes_keys_and_args_for_each_job() -> None:
@@ -88,11 +109,14 @@ def test_job_spec_refuses_bad_options(options: dict[str, Any], message: str) -> 
 
 
 def test_claim_parses_jobs() -> None:
-    reply = [b"j1", 4, 2, b"3", b"1500", b'{"a":1}', b"high"]
-    _, claims = drive(ops.claim(K, "w", 5, 1000), reply)
+    jobs = [b"j1", 4, 2, b"3", b"1500", b'{"a":1}', b"high"]
+    refused = [b"j\\x7b2", b"quarantined", b"not a job id"]
+    _, claims = drive(ops.claim(K, "w", 5, 1000), [jobs, refused])
     [c] = claims
     assert (c.id, c.token, c.attempt, c.max_attempts, c.timeout) == ("j1", "4", 2, 3, 1.5)
-    assert (c.raw_payload, c.priority, c.queue) == ('{"a":1}', "high", "q")
+    assert (c.raw_payload, c.priority, c.queue) == (b'{"a":1}', "high", "q")
+    _, refusals = ops.claims(K, [jobs, refused])
+    assert refusals == [ops.Refusal("q", "j\\x7b2", "quarantined", "not a job id")]
 
 
 @given(

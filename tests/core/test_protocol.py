@@ -14,6 +14,8 @@ from notifyq import protocol
 from notifyq.keys import JOB_ID, QUEUE_NAME
 from notifyq.protocol import Ping, ProtocolError, Subscribe, Unsubscribe, parse
 
+from ..strategies import json_values, requests
+
 
 def frame(**fields: Any) -> str:
     return json.dumps(fields)
@@ -205,26 +207,6 @@ def test_event_ids_as_sortable_pairs() -> None:
 
 
 # ---------------------------------------------------------------- fuzz
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
-names = st.from_regex(QUEUE_NAME, fullmatch=True) | st.text(max_size=70)
-field_values = json_values | names | st.from_regex(protocol.EVENT_ID, fullmatch=True)
-requests = st.fixed_dictionaries(
-    {"op": st.sampled_from(["subscribe", "unsubscribe", "ping"]) | json_values},
-    optional={
-        "token": st.text(max_size=40) | json_values,
-        "queue": field_values,
-        "job": st.from_regex(JOB_ID, fullmatch=True) | field_values,
-        "since": field_values,
-        "extra": json_values,
-    },
-)
 
 
 def parsed_or_refused(raw: str | bytes) -> protocol.Request | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -66,3 +67,30 @@ def test_scripts_reload_after_the_server_forgets_them(queue: Queue, r: redis.Red
     r.script_flush()
     notifyq.Worker(queue, lambda p: p).run(burst=True)
     assert job.result() == 2
+
+
+def test_a_wait_begun_while_the_hub_reconnects_is_subscribed_on_the_new_connection(
+    queue: Queue, r: redis.Redis
+) -> None:
+    job = queue.enqueue("x")
+    notifyq.Worker(queue, lambda p: p + "!").run(burst=True)
+    assert job.wait(timeout=5) == "x!"  # the hub is connected
+    hub = queue._backend.hub
+    lost = threading.Event()
+
+    class Lost(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "lost its connection" in record.getMessage():
+                lost.set()
+
+    handler = Lost()
+    logging.getLogger("notifyq.wait").addHandler(handler)
+    try:
+        port = hub._conn._sock.getsockname()[1]  # this process's hub only
+        [mine] = [c for c in hubs(r) if c["addr"].endswith(f":{port}")]
+        r.client_kill_filter(_id=mine["id"])
+        assert lost.wait(10)
+        # the hub now sleeps before it reconnects: a wait begun now must not be lost
+        assert job.wait(timeout=5) == "x!"
+    finally:
+        logging.getLogger("notifyq.wait").removeHandler(handler)

@@ -98,7 +98,11 @@ def test_foreign_record_is_quarantined(queue: Queue, r: redis.Redis) -> None:
     notifyq.Worker(queue, lambda p: p).run(burst=True)
     assert good.result() == 3
     assert queue.stats()["quarantined"] == 2
-    assert sorted(r.lrange(queue.keys.quarantine, 0, -1)) == [b"ghost", b"intruder"]
+    reasons = {e["id"]: e["reason"] for e in queue.quarantined()}
+    assert reasons == {
+        "ghost": f"no job record at {queue.keys.job('ghost')}",
+        "intruder": f"{queue.keys.job('intruder')} holds a string, not a job record",
+    }
 
 
 def test_timeout_fails_a_job_that_runs_too_long(queue: Queue, start_worker: Callable) -> None:

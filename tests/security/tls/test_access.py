@@ -20,7 +20,7 @@ from notifyq.keys import QueueKeys
 
 from .conftest import MakeUser
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[3]
 PACKAGE = ROOT / "notifyq"
 
 CHECKED = [role for role in access.ROLES if access.ROLES[role].scripts]  # checked at start
