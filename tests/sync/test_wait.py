@@ -69,6 +69,7 @@ def test_scripts_reload_after_the_server_forgets_them(queue: Queue, r: redis.Red
     assert job.result() == 2
 
 
+@pytest.mark.standalone(reason="it finds its hub's socket in the single-server wait hub")
 def test_a_wait_begun_while_the_hub_reconnects_is_subscribed_on_the_new_connection(
     queue: Queue, r: redis.Redis
 ) -> None:
@@ -87,8 +88,8 @@ def test_a_wait_begun_while_the_hub_reconnects_is_subscribed_on_the_new_connecti
     logging.getLogger("notifyq.wait").addHandler(handler)
     try:
         port = hub._conn._sock.getsockname()[1]  # this process's hub only
-        [mine] = [c for c in hubs(r) if c["addr"].endswith(f":{port}")]
-        r.client_kill_filter(_id=mine["id"])
+        [mine] = [c for c in hubs(r, queue) if c["addr"].endswith(f":{port}")]
+        server_of(r, queue.name).client_kill_filter(_id=mine["id"])
         assert lost.wait(10)
         # the hub now sleeps before it reconnects: a wait begun now must not be lost
         assert job.wait(timeout=5) == "x!"
