@@ -23,9 +23,9 @@ def running(worker: notifyq.Worker) -> Iterator[notifyq.Worker]:
         assert not thread.is_alive(), "worker did not stop"
 
 
-def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+def eventually(check: Callable[[], bool], timeout: float = 10.0, interval: float = 0.01) -> None:
     """Poll a condition that has no event to await (state in another process or server)."""
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
+        time.sleep(interval)
