@@ -53,14 +53,16 @@ def parse(argv: list[str]) -> Options:
     )
 
 
-def on_sigterm(signum: int, frame: Any) -> None:
-    """Stop as Ctrl-C does: the run's ``finally`` stops every process it started."""
+def interrupt(signum: int, frame: Any) -> None:
+    """Stop the run: its ``finally`` stops every process it started. Set for SIGINT too,
+    which a shell leaves ignored in a command it starts in the background."""
     raise KeyboardInterrupt
 
 
 def main() -> int:
     options = parse(sys.argv[1:])
-    signal.signal(signal.SIGTERM, on_sigterm)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, interrupt)
     try:
         return run(options)
     except KeyboardInterrupt:

@@ -379,17 +379,27 @@ class _Judge:
     # -- what the server's SIGKILL cost
 
     def server_kill_cost(self) -> None:
-        a = self.attributed
-        if self.server_kill is None:
+        """What the writes of the last seconds before the server's SIGKILL became: how
+        many were at stake, and how many the restarted server no longer had."""
+        a, kill = self.attributed, self.server_kill
+        if kill is None:
             return
+        since = kill["signalled"] - LOSS_WINDOW
+        acked = sum(1 for x in self.f.acks.values() if since <= x.t <= kill["signalled"])
+        ends = {
+            s.eid
+            for seen in self.f.listener_ends.values()
+            for s in seen
+            if since * 1000 <= (s.ts or 0) <= kill["signalled"] * 1000
+        }
         lost = [self.f.acks[j] for j in self.lost]
-        before = max((self.server_kill["signalled"] - x.t for x in lost), default=0.0)
         ran = sum(1 for j in self.lost if j in self.f.executions)
         self.line(
-            f"server SIGKILL ({self.plan.fsync}): acknowledged jobs lost {len(lost)} "
-            f"(acknowledged up to {before:.2f}s before the kill; {ran} of them had run); "
-            f"ends observers saw that the server forgot {len(self.forgotten)}; jobs whose end "
-            f"was seen twice {a['end seen twice']}; attempts run again {a['attempt run again']}"
+            f"server SIGKILL ({self.plan.fsync}): in the {LOSS_WINDOW:g}s before it "
+            f"{acked:,} enqueues were acknowledged and {len(ends):,} jobs ended; lost of "
+            f"those: acknowledged jobs {len(lost)} ({ran} of which had run), ends the "
+            f"observers saw {len(self.forgotten)}; so jobs whose end was seen twice "
+            f"{a['end seen twice']}, attempts run again {a['attempt run again']}"
         )
         shown = ("lost", "end seen twice", "attempt run again")
         others = [f"{what} {n}" for what, n in sorted(a.items()) if what not in shown]

@@ -106,7 +106,7 @@ def test_a_lost_job_with_everysec_is_the_kill_only_just_before_it(
         facts.ws_ends.pop(job)
     verdict = judge(facts)
     assert verdict.ok is attributed, verdict.report()
-    assert "acknowledged jobs lost 1" in verdict.report()
+    assert "lost of those: acknowledged jobs 1" in verdict.report()
 
 
 def test_an_end_missing_from_the_listener_fails() -> None:
@@ -167,8 +167,8 @@ def test_a_completion_the_server_forgot_is_the_kill_with_everysec() -> None:
     verdict = judge(forgotten_completion(replace(PLAN, fsync="everysec")))
     assert verdict.ok, verdict.report()
     report = verdict.report()
-    assert "ends observers saw that the server forgot 1" in report
-    assert "jobs whose end was seen twice 1; attempts run again 1" in report
+    assert "ends the observers saw 1" in report
+    assert "jobs whose end was seen twice 1, attempts run again 1" in report
 
 
 def test_a_completion_the_server_forgot_fails_with_always() -> None:
