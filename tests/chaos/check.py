@@ -243,6 +243,11 @@ class _Judge:
         """Why a job ran again after ``run``: a planned retry, a kill, or unexplained."""
         if run.ok is False and self.plan.fails(ack.n):
             return "retry"
+        return self._interrupted(run) or "unexplained"
+
+    def _interrupted(self, run: Execution) -> str | None:
+        """'kill' if its worker was SIGKILLed before the run's outcome could be stored,
+        'server' if it ended around a server outage, else None."""
         killed = self.f.worker_kills.get(run.pid)
         if killed is not None and (
             run.end is None or run.end >= killed - self.plan.lease - SETTLE_SLACK
@@ -250,7 +255,7 @@ class _Judge:
             return "kill"
         if self.in_outage(run.end if run.end is not None else run.start):
             return "server"
-        return "unexplained"
+        return None
 
     def _last_run(self, ack: Ack, run: Execution) -> None:
         rec = self.f.records.get(ack.job)
@@ -258,8 +263,8 @@ class _Judge:
             return
         if rec.state == "completed" and run.ok is not True:
             self.fail("outcome", f"job {ack.n} completed but its last run did not return")
-        killed = self._why_again(run, ack) in ("kill", "server")
-        if rec.state == "dead" and rec.error_type == "LeaseExpired" and not killed:
+        lapsed = rec.state == "dead" and rec.error_type == "LeaseExpired"
+        if lapsed and self._interrupted(run) is None:
             self.fail("outcome", f"job {ack.n} LeaseExpired, its last run not killed")
 
     def _stopped(self, run: Execution) -> float:

@@ -77,6 +77,27 @@ def test_a_second_run_after_its_worker_was_killed_is_explained() -> None:
     assert "re-deliveries 1 (worker SIGKILL 1," in verdict.report()
 
 
+@pytest.mark.parametrize("killed", [True, False])
+def test_a_job_dead_of_a_lapsed_lease_must_have_been_killed_on_its_last_attempt(
+    killed: bool,
+) -> None:
+    """Job 7 fails on every attempt; its last run raised, but its worker was killed before
+    the failure was stored, so its lease lapsed on the last attempt."""
+    plan = replace(PLAN, jobs=8, max_attempts=2)
+    facts = clean(plan)
+    done = T0 + 17
+    facts.records["job7"] = Record("dead", 2, "LeaseExpired", int((done + 5) * 1000), True)
+    facts.executions["job7"] = [
+        Execution("job7", 1, 100, done - 2, done - 1.9, False),
+        Execution("job7", 2, 200, done - 0.1, done, False),
+    ]
+    facts.stream_ends["job7"][0] = replace(facts.stream_ends["job7"][0], state="dead")
+    if killed:
+        facts.worker_kills[200] = done + 0.01
+    got = failures(facts)
+    assert ("outcome" in got) is not killed, got
+
+
 def test_two_runs_of_one_job_at_the_same_time_fail() -> None:
     facts = clean()
     facts.executions["job1"].insert(0, Execution("job1", 1, 200, T0 + 10.9, None, None))
