@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import notifyq
 from notifyq.gateway import CLIENT_NAME as GATEWAY_CLIENT
@@ -180,22 +181,22 @@ class Chaos:
         """Inject faults for the producers' ``seconds``, printing progress."""
         s = self.plan.seconds
         down = self.plan.lease + 1.0  # longer than a lease: leases lapse while it is down
-        plan: list[tuple[float, str, Callable[[], None]]] = [
-            (0.30 * s, "server SIGTERM", lambda: self.restart_server(signal.SIGTERM)),
-            (0.45 * s, "listener SIGKILL", lambda: self.kill_process("listener")),
-            (0.55 * s, "gateway SIGKILL", lambda: self.kill_process("gateway")),
-            (0.70 * s, "server SIGKILL", lambda: self.restart_server(signal.SIGKILL, down)),
+        schedule: list[tuple[float, Callable[[], None]]] = [
+            (0.30 * s, partial(self.restart_server, signal.SIGTERM)),
+            (0.45 * s, partial(self.kill_process, "listener")),
+            (0.55 * s, partial(self.kill_process, "gateway")),
+            (0.70 * s, partial(self.restart_server, signal.SIGKILL, down)),
         ]
         for name in (f"notifyq-listener:{self.plan.listener_name}", GATEWAY_CLIENT):
             for _ in range(3):
                 at = self.rng.uniform(0.1 * s, 0.9 * s)
-                plan.append((at, f"CLIENT KILL {name}", lambda n=name: self.kill_clients(n)))  # type: ignore[misc]
-        plan.sort(key=lambda item: item[0])
+                schedule.append((at, partial(self.kill_clients, name)))
+        schedule.sort(key=lambda item: item[0])
         next_kill, next_line = self.rng.uniform(0.5, 2.0), PROGRESS_EVERY
         while self.elapsed() < s:
             now = self.elapsed()
-            while plan and plan[0][0] <= now:
-                plan.pop(0)[2]()
+            while schedule and schedule[0][0] <= now:
+                schedule.pop(0)[1]()
             if now >= next_kill:
                 self.kill_worker()
                 next_kill = self.elapsed() + self.rng.uniform(0.5, 2.0)
@@ -203,7 +204,7 @@ class Chaos:
             if now >= next_line:
                 self.progress()
                 next_line += PROGRESS_EVERY
-            upcoming = min([next_kill, next_line, s] + [p[0] for p in plan[:1]])
+            upcoming = min([next_kill, next_line, s] + [at for at, _ in schedule[:1]])
             time.sleep(max(0.0, min(0.1, upcoming - self.elapsed())))
 
     # -- faults
@@ -279,6 +280,7 @@ class Chaos:
         last = [time.monotonic()]
 
         def report_now() -> None:
+            self.revive()
             if time.monotonic() - last[0] >= PROGRESS_EVERY:
                 last[0] = time.monotonic()
                 self.progress(" (draining)")
@@ -358,6 +360,8 @@ def run(options: Options) -> int:
         say("every process stopped; checking")
         verdict = check.judge(facts.gather(plan))
         print(verdict.report(), flush=True)
+        if not verdict.ok and not options.keep:
+            print(f"(the same fault schedule again, keeping the logs: --seed {plan.seed} --keep)")
         say(f"done in {time.monotonic() - began:.0f}s")
         return 0 if verdict.ok else 1
     finally:
