@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import redis
+
 import notifyq
 
 
@@ -21,6 +23,17 @@ def running(worker: notifyq.Worker) -> Iterator[notifyq.Worker]:
         worker.stop()
         thread.join(timeout=30)
         assert not thread.is_alive(), "worker did not stop"
+
+
+def blocked_read(r: redis.Redis, name: str) -> list[dict[str, str]]:
+    """The connections named ``name``, once one of them is blocked in XREADGROUP."""
+
+    def blocked() -> list[dict[str, str]]:
+        return [c for c in r.client_list() if c["name"] == name and c["cmd"] == "xreadgroup"
+                and "b" in c["flags"]]  # fmt: skip
+
+    eventually(lambda: bool(blocked()))
+    return blocked()
 
 
 def eventually(check: Callable[[], bool], timeout: float = 10.0, interval: float = 0.01) -> None:
