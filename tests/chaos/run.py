@@ -118,8 +118,8 @@ class Children:
 
     def exited(self) -> list[Child]:
         """Processes that ended without being told to (producers end when done)."""
-        done = {n for n, c in self.producers() if c.proc.returncode == 0}
-        return [c for n, c in self.live.items() if c.proc.poll() is not None and n not in done]
+        ended = [(n, c) for n, c in self.live.items() if c.proc.poll() is not None]
+        return [c for n, c in ended if not (n.startswith("producer") and c.proc.returncode == 0)]
 
     def producers(self) -> list[tuple[str, Child]]:
         return [(n, c) for n, c in self.live.items() if n.startswith("producer")]
