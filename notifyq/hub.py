@@ -95,6 +95,17 @@ class WaitHub:
             raise RedisUnavailable(redact(self._backend.url), str(exc)) from exc
         self._conn = conn
 
+    def _reconnect(self) -> None:
+        """A new connection, subscribed to every channel wanted. A wait that began since
+        the loss may have sent its SUBSCRIBE on the old connection object (redis-py
+        reconnects it on send, and nothing reads it): that one is closed, and every
+        channel is subscribed again here, on the connection the reader reads."""
+        old = self._conn
+        self._connect()
+        old.disconnect()
+        self._subs.reset()
+        self._flush()
+
     def _flush(self) -> None:
         subscribe, unsubscribe = self._subs.plan()
         try:
@@ -135,8 +146,7 @@ class WaitHub:
                     delay = min(delay * 2, 2.0)
                     try:
                         with self._lock:
-                            self._connect()
-                            self._flush()
+                            self._reconnect()
                         break
                     except RedisUnavailable:
                         continue
