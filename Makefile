@@ -2,9 +2,9 @@
 #                 open the http://127.0.0.1:8765/#key=... link it prints
 # make test     — set everything up, lint, type-check, run the suite (twice: embedded Valkey,
 #                 then the Redis at 127.0.0.1:6379 when one answers there), browser tests included,
-#                 then the short chaos run (its own server; about a minute)
+#                 then the short chaos run (its own server; about 30 s)
 # make chaos    — the full chaos run, once with appendfsync everysec, once with always
-#                 (about 4 minutes each; docs/chaos.md)
+#                 (about 3 minutes each; docs/chaos.md)
 # make browser  — Debian's chromium for the browser tests, if /usr/bin/chromium is missing
 PYTHON ?= python3
 VENV   := .venv
