@@ -173,6 +173,7 @@ class Chaos:
         self.watch = Watch(plan)
         self.started = time.monotonic()
         self.recent: list[str] = []  # worker kills since the last progress line
+        self.schedule: list[tuple[float, Callable[[], None]]] = []  # (when, fault), in order
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -181,7 +182,7 @@ class Chaos:
         """Inject faults for the producers' ``seconds``, printing progress."""
         s = self.plan.seconds
         down = self.plan.lease + 1.0  # longer than a lease: leases lapse while it is down
-        schedule: list[tuple[float, Callable[[], None]]] = [
+        schedule = self.schedule = [
             (0.30 * s, partial(self.restart_server, signal.SIGTERM)),
             (0.45 * s, partial(self.kill_process, "listener")),
             (0.55 * s, partial(self.kill_process, "gateway")),
@@ -224,11 +225,19 @@ class Chaos:
         self.say(f"SIGKILL {name} (pid {child.pid}); starting another")
         self.children.replace(name)
 
-    def kill_clients(self, name: str) -> None:
+    def kill_clients(self, name: str, tries: int = 3) -> None:
+        """CLIENT KILL the connections named ``name``; if there is none (it is reconnecting
+        after a restart), try again a second later, ``tries`` times in all."""
         try:
             killed = self.server.kill_clients(name)
         except Exception as exc:  # the server may be restarting
             self.say(f"CLIENT KILL {name}: {exc}")
+            killed = 0
+        if not killed and tries > 1:
+            self.schedule.append(
+                (self.elapsed() + 1.0, partial(self.kill_clients, name, tries - 1))
+            )
+            self.schedule.sort(key=lambda item: item[0])
             return
         self.log.write(k="client_kill", name=name, killed=killed, t=time.time())
         self.say(f"CLIENT KILL {name}: {killed} connection(s)")
