@@ -6,14 +6,16 @@
 # make chaos    — the full chaos run, once with appendfsync everysec, once with always
 #                 (about 3 minutes each; docs/chaos.md)
 # make browser  — Debian's chromium for the browser tests, if /usr/bin/chromium is missing
+# make redis-server — Debian's redis-server (built with TLS) for tests/security, if missing
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 REDIS_URL ?= redis://127.0.0.1:6379/0
 CHROMIUM  := /usr/bin/chromium
+REDIS_SERVER := /usr/bin/redis-server
 SUDO      = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo test lint browser bench chaos clean
+.PHONY: setup demo test lint browser redis-server bench chaos clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "notifyq needs Python 3.11+"'
@@ -32,12 +34,18 @@ browser:
 		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 	@test -x $(CHROMIUM) || { echo "$(CHROMIUM) is still missing" >&2; exit 1; }
 
+# tests/security start their own TLS server with it (never the one at $(REDIS_URL))
+redis-server:
+	@test -x $(REDIS_SERVER) || $(SUDO) apt-get install -y redis-server \
+		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y redis-server; }
+	@test -x $(REDIS_SERVER) || { echo "$(REDIS_SERVER) is still missing" >&2; exit 1; }
+
 lint: setup
 	$(BIN)/ruff check notifyq tests bench examples
 	$(BIN)/ruff format --check notifyq tests bench examples
 	$(BIN)/mypy
 
-test: lint browser
+test: lint browser redis-server
 	$(BIN)/pytest
 	@if $(BIN)/python -c 'import redis,sys; redis.Redis.from_url(sys.argv[1], socket_timeout=2).ping()' $(REDIS_URL) 2>/dev/null; then \
 		echo "== again against $(REDIS_URL)"; \

@@ -8,6 +8,7 @@ This module is the blocking API; ``notifyq.asyncio`` has the same names, awaitab
 from . import signals
 from .client import DEFAULT_WAIT_TIMEOUT, Job, Queue
 from .errors import (
+    AccessDenied,
     CorruptRecord,
     InvalidToken,
     JobCancelled,
@@ -29,6 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_WAIT_TIMEOUT",
+    "AccessDenied",
     "ActiveJob",
     "CorruptRecord",
     "Event",

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import hiredis
 import redis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
-from .errors import CorruptRecord, RedisUnavailable
+from .errors import AccessDenied, CorruptRecord, NotifyQError, RedisUnavailable
 from .ops import Command, Flow, Op, Pipeline, ScriptCall, repeatable
 
 if TYPE_CHECKING:
@@ -44,13 +45,19 @@ def resolve_url(url: str | None) -> str:
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
+    """The URL without its passwords, for messages and logs: the one after the user name,
+    and any query parameter redis-py takes a password from (``password=``,
+    ``ssl_password=``, the key file's passphrase)."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + netloc))
+    if parts.password is not None:
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        user = f"{parts.username}:***@" if parts.username else ":***@"
+        parts = parts._replace(netloc=user + netloc)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any("password" in name for name, _ in query):
+        hidden = [(n, "***" if "password" in n else v) for n, v in query]
+        parts = parts._replace(query=urlencode(hidden, safe="/*:,"))
+    return urlunsplit(parts)
 
 
 def tcp_options(url: str) -> dict[str, object]:
@@ -60,13 +67,63 @@ def tcp_options(url: str) -> dict[str, object]:
     return {}
 
 
-def wrap(exc: Exception, url: str) -> Exception:
-    """The notifyq error for a redis-py error (to ``raise ... from exc``)."""
+def reraise(exc: Exception, url: str, op: Op | None = None) -> NoReturn:
+    """Raise the notifyq error for ``exc`` from it, or ``exc`` itself if it has none."""
+    err = wrap(exc, url, op)
+    if err is exc:
+        raise exc
+    raise err from exc
+
+
+def wrap(exc: Exception, url: str, op: Op | None = None) -> Exception:
+    """The notifyq error for a redis-py error (to ``raise ... from exc``); ``op`` is what
+    was sent, to say what an ACL refusal was about."""
+    if isinstance(exc, NotifyQError):  # raised by a flow (AccessDenied is an OSError too)
+        return exc
     if isinstance(exc, UNAVAILABLE):
         return RedisUnavailable(redact(url), str(exc) or type(exc).__name__)
     if isinstance(exc, ResponseError) and str(exc).startswith("WRONGTYPE"):
         return CorruptRecord(f"a notifyq key holds a value of the wrong type: {exc}")
+    if is_refusal(exc):
+        return AccessDenied(redact(url), refused(op, str(exc)), str(exc))
     return exc
+
+
+#: How servers word an ACL refusal inside a script: Redis 7.0, then Redis 7.2+ and Valkey.
+#: (Refusals of a command sent directly are NOPERM replies: ``NoPermissionError``.)
+_SCRIPT_REFUSALS = ("The user executing the script can't", "ACL failure in script")
+_SCRIPT_LINE = re.compile(r"@user_script:([0-9]+)")
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """Is this reply the server's ACL refusing a command, a key or a channel?"""
+    if isinstance(exc, NoPermissionError):
+        return True
+    return isinstance(exc, ResponseError) and any(m in str(exc) for m in _SCRIPT_REFUSALS)
+
+
+def refused(op: Op | None, message: str) -> str:
+    """What the server refused, in words: the line of the script it stopped at (the server
+    names the line, and only Redis 7.2+ and Valkey the command), else what was sent."""
+    calls = [] if op is None else list(op.calls) if isinstance(op, Pipeline) else [op]
+    line = _SCRIPT_LINE.search(message)
+    scripts = {c.script for c in calls if isinstance(c, ScriptCall)}
+    script = next((s for s in scripts if s.sha in message), None)
+    if script is None and len(scripts) == 1:
+        script = scripts.pop()
+    if line and script is not None and any(m in message for m in _SCRIPT_REFUSALS):
+        lines = script.source.splitlines()
+        number = int(line.group(1))
+        code = lines[number - 1].strip() if 0 < number <= len(lines) else "?"
+        return f"a command of script {script.name}.lua (line {number}: {code})"
+    shown = [_describe(c) for c in calls[:3]] + (["..."] if len(calls) > 3 else [])
+    return ", ".join(shown) or "a command"
+
+
+def _describe(call: Command | ScriptCall) -> str:
+    if isinstance(call, ScriptCall):
+        return " ".join([f"script {call.script.name}.lua", *call.keys[:1]])
+    return " ".join(str(a) for a in call.args[:2])
 
 
 class Backend:
@@ -102,6 +159,7 @@ class Backend:
 
     def run(self, flow: Flow[T]) -> T:
         """Drive a flow: send each operation it yields, hand it the reply."""
+        op: Op | None = None
         try:
             op = next(flow)
             while True:
@@ -109,10 +167,7 @@ class Backend:
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
         except Exception as exc:
-            err = wrap(exc, self.url)
-            if err is exc:
-                raise
-            raise err from exc
+            reraise(exc, self.url, op)
 
     def execute(self, op: Op) -> Any:
         try:

@@ -13,6 +13,7 @@ Each error also inherits the builtin it is, so ``except ValueError`` keeps worki
     ├── ResultTimeout (TimeoutError)          Job.wait() ran out of time
     ├── CorruptRecord (ValueError)            Redis holds something notifyq did not write
     ├── InvalidToken (PermissionError)        a token malformed, forged, expired or for else
+    ├── AccessDenied (PermissionError)        the server's ACL rules refuse a command
     └── RedisUnavailable (ConnectionError)    the Redis server cannot be reached
 
 redis-py errors are wrapped with ``raise ... from exc`` so the cause stays visible.
@@ -93,6 +94,25 @@ class CorruptRecord(NotifyQError, ValueError):
 
 class InvalidToken(NotifyQError, PermissionError):
     """A token that is malformed, forged, expired, or for something else."""
+
+
+class AccessDenied(NotifyQError, PermissionError):
+    """The Redis server refused a command to the connection's user (its ACL rules).
+
+    ``refused`` says what, as precisely as notifyq knows it: the commands (with the key or
+    channel) a role check found missing, or the command or script line the server refused.
+    Not an outage: retrying does not help until the user's rules change (docs/security.md).
+    """
+
+    def __init__(self, url: str, refused: str, reason: str = "") -> None:
+        detail = f": {reason}" if reason else ""
+        super().__init__(
+            f"Redis at {url} refused {refused}{detail} "
+            "(the ACL rules each role needs: docs/security.md)"
+        )
+        self.url = url
+        self.refused = refused
+        self.reason = reason
 
 
 class RedisUnavailable(NotifyQError, ConnectionError):

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import codec, ops
+from . import access, codec, ops
+from .connection import redact
 from .errors import CorruptRecord, JobCancelled, ValidationError
 from .keys import QueueKeys, check_job_id, check_queue_name
 from .ops import Settlement
@@ -219,6 +220,12 @@ class WorkerBase:
                 reply = yield call
             claims += ops.claims(keys, reply)
         return claims
+
+    def _access_flow(self, url: str) -> ops.Flow[None]:
+        """``AccessDenied`` if the server's ACL rules refuse this worker's user any command
+        it needs on its queues: checked before the first claim, so a script refused midway
+        cannot leave a job half moved (``notifyq.access``)."""
+        return access.check(["worker"], self.keys, redact(url))
 
     def _drained_flow(self) -> ops.Flow[bool]:
         """True when no queue has a job pending or delayed (paused queues do not count)."""

@@ -50,12 +50,12 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from . import codec, events, ops, protocol, scripts, tokens
+from . import access, codec, events, ops, protocol, scripts, tokens
 from .asyncio.connection import Backend
 from .asyncio.hub import PubSub
 from .codec import text
-from .connection import resolve_url
-from .errors import CorruptRecord, InvalidToken, RedisUnavailable, ValidationError
+from .connection import redact, resolve_url
+from .errors import AccessDenied, CorruptRecord, InvalidToken, RedisUnavailable, ValidationError
 from .keys import QueueKeys, check_job_id, check_queue_name
 from .ops import Command, Flow, Pipeline, ScriptCall
 from .protocol import ProtocolError, event_id, event_key
@@ -379,6 +379,9 @@ class Fanout(PubSub[Sub]):
             await asyncio.sleep(0.2)
             self._live(subs)
             return
+        except AccessDenied as exc:  # the gateway's Redis user may not: say so in the log only
+            self._refused(subs, exc)
+            return
         except Exception as exc:  # e.g. a key of the wrong type: refuse, keep serving others
             log.exception("catch-up of queue %r failed", subs[0].keys.queue)
             for sub in subs:
@@ -435,6 +438,15 @@ class Fanout(PubSub[Sub]):
         for sub, exists in zip(jobs, found, strict=True):
             if not exists:
                 self._refuse(sub, protocol.NOT_FOUND, f"no job {sub.job!r} in queue {keys.queue!r}")
+
+    def _refused(self, subs: list[Sub], error: Exception) -> None:
+        """The server's ACL rules refuse what these subscriptions need (their queue's
+        channel or keys): each is ended with ``internal_error``; the details, which name
+        the gateway's Redis user, go to the log, not to the clients."""
+        log.error("cannot serve queue %r: %s", subs[0].keys.queue if subs else "?", error)
+        for sub in subs:
+            if sub.active:
+                self._refuse(sub, protocol.INTERNAL, "the gateway may not read this queue")
 
     def _refuse(self, sub: Sub, code: str, message: str) -> None:
         sub.session.send(ProtocolError(code, message, queue=sub.keys.queue, job=sub.job).reply())
@@ -613,6 +625,11 @@ class Gateway:
         self._backend = Backend(self.url)
         self._fanout = Fanout(self._backend, self.limits)
         await self._fanout.start()  # RedisUnavailable here: better than serving blind
+        try:
+            await self._check_access()
+        except BaseException:
+            await self.close()
+            raise
 
         self._server = await serve(
             self._session, self.host, self._port,
@@ -623,6 +640,15 @@ class Gateway:
         )  # fmt: skip
         self._ticker = asyncio.create_task(self._tick(), name="notifyq-gateway-heartbeat")
         log.info("gateway listening on %s", self.address)
+
+    async def _check_access(self) -> None:
+        """``AccessDenied`` if the server's ACL rules refuse the gateway's user a command it
+        needs on the queues it takes jobs for (``notifyq.access``). The queues browsers
+        follow are not known in advance: a refusal there ends that subscription."""
+        assert self._backend is not None
+        queues = [QueueKeys(q) for q in sorted(self.enqueue_queues)]
+        roles = ["gateway", "http-enqueue"]
+        await self._backend.run(access.check(roles, queues, redact(self.url)))
 
     @property
     def port(self) -> int:
@@ -784,8 +810,9 @@ class Gateway:
             return None
         try:
             return await self._route(connection, request, path)
-        except RedisUnavailable as exc:
-            return _json(503, {"error": f"Redis unavailable: {exc}"})
+        except (RedisUnavailable, AccessDenied) as exc:  # the details name the server: log only
+            log.warning("%s %s: %s", request.method, path, exc)
+            return _json(503, {"error": "Redis unavailable"})
         except _HttpError as exc:
             return _json(exc.status, {"error": exc.message}, exc.headers)
 

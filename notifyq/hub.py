@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from .codec import text
-from .connection import redact
-from .errors import RedisUnavailable, ResultTimeout
+from .connection import reraise, wrap
+from .errors import AccessDenied, RedisUnavailable, ResultTimeout
 from .keys import QueueKeys
+from .ops import Command
 from .waiting import MISSING, Subscriptions, check
 
 if TYPE_CHECKING:
@@ -91,8 +92,9 @@ class WaitHub:
         conn = pool.connection_class(**kwargs)
         try:
             conn.connect()
-        except redis.ConnectionError as exc:
-            raise RedisUnavailable(redact(self._backend.url), str(exc)) from exc
+        except (redis.RedisError, OSError) as exc:  # RedisUnavailable, or AccessDenied
+            conn.disconnect()
+            reraise(exc, self._backend.url, Command("CLIENT", "SETNAME", HUB_CLIENT_NAME))
         self._conn = conn
 
     def _reconnect(self) -> None:
@@ -119,6 +121,10 @@ class WaitHub:
     def _check(self, waits: list[_Wait]) -> None:
         try:
             found = self._backend.run(check([(w.keys, w.job_id) for w in waits]))
+        except AccessDenied as exc:  # not an outage: these waits cannot succeed
+            for w in waits:
+                w.resolve(exc)
+            return
         except RedisUnavailable as exc:
             log.debug("check failed, retrying: %s", exc)
             if not self._closed:  # the pub/sub connection may be fine: check again soon
@@ -148,8 +154,12 @@ class WaitHub:
                         with self._lock:
                             self._reconnect()
                         break
-                    except RedisUnavailable:
+                    except (RedisUnavailable, AccessDenied) as exc:
+                        log.warning("wait hub: %s", exc)
                         continue
+                continue
+            except redis.ResponseError as exc:
+                self._refused(exc)
                 continue
             delay = 0.05
             kind, channel = text(reply[0]), text(reply[1]) or ""
@@ -163,6 +173,18 @@ class WaitHub:
                     waits = self._subs.confirmed(channel)
                 if waits:
                     self._check(waits)
+
+    def _refused(self, exc: redis.ResponseError) -> None:
+        """An error reply on the pub/sub connection: the server refused a SUBSCRIBE (its
+        ACL rules), so the waits on its channels fail with the reason."""
+        if "'unsubscribe'" in str(exc):
+            log.error("wait hub: %s", wrap(exc, self._backend.url, Command("UNSUBSCRIBE")))
+            return
+        with self._lock:
+            channels, waits = self._subs.refused()
+        err = wrap(exc, self._backend.url, Command("SUBSCRIBE", *channels))
+        for w in waits:
+            w.resolve(err)
 
     def close(self) -> None:
         self._closed = True

@@ -22,11 +22,11 @@ from typing import Any
 
 import redis
 
+from . import access, signals
 from . import events as ev
-from . import signals
 from .client import Queue
-from .connection import Backend, dedicated_client, shared_backend
-from .errors import RedisUnavailable
+from .connection import Backend, dedicated_client, redact, shared_backend
+from .errors import AccessDenied, RedisUnavailable
 from .events import Event
 from .keys import QueueKeys, check_queue_name
 from .ops import Flow
@@ -63,6 +63,12 @@ class ListenerBase:
         self.handled = 0  # job events handed to receivers (gap signals not counted)
         self._positions: dict[str, ev.Position] = {}
         self._pending, self._last_claim = True, 0.0
+
+    def _access_flow(self, url: str) -> Flow[None]:
+        """``AccessDenied`` if the server's ACL rules refuse the listener's user a command
+        it needs (``notifyq.access``): said at ``start()``, not later in its thread."""
+        role = "named-listener" if self.name else "listener"
+        return access.check([role], self.keys, redact(url))
 
     def _read_flow(self) -> Flow[list[Event]]:
         """The next read: anonymous, events after the positions; named, now and then the
@@ -129,7 +135,7 @@ class Listener(ListenerBase):
             self._thread.join(timeout)
             self._thread = None
         if self.name:
-            with contextlib.suppress(RedisUnavailable):
+            with contextlib.suppress(RedisUnavailable, AccessDenied):
                 self._backend.run(ev.leave_group(self.queues, self.name, self.consumer))
         self._backend.close()
 
@@ -148,6 +154,7 @@ class Listener(ListenerBase):
     # ------------------------------------------------------------ reading
 
     def _join(self) -> None:
+        self._backend.run(self._access_flow(self._backend.url))
         if self.name:
             self._backend.run(ev.join_group(self.keys, self.name))
         elif not self._positions:
@@ -163,14 +170,18 @@ class Listener(ListenerBase):
             except ev.GroupLost:
                 log.warning("listener %s: its group is gone; joining again", self.label)
                 assert self.name is not None
-                with contextlib.suppress(RedisUnavailable):
+                try:
                     self._backend.run(ev.join_group(self.keys, self.name, start="0"))
-            except RedisUnavailable as exc:
-                log.warning("listener %s: %s; reconnecting in %.2fs", self.label, exc, delay)
+                except (RedisUnavailable, AccessDenied) as exc:  # not at once, not in a loop
+                    log.warning("listener %s: %s", self.label, exc)
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, 5.0)
+            except (RedisUnavailable, AccessDenied) as exc:  # an ACL rule may yet change
+                log.warning("listener %s: %s; trying again in %.2fs", self.label, exc, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 5.0)
                 self._pending = True
-                with contextlib.suppress(RedisUnavailable):
+                with contextlib.suppress(RedisUnavailable, AccessDenied):
                     self._resync()
             except Exception:
                 log.exception("listener %s: unexpected error; continuing", self.label)

@@ -10,6 +10,7 @@ it; both re-check every wait after a reconnect, since a message may have been mi
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from typing import Generic, TypeVar
 
@@ -28,6 +29,10 @@ class Subscriptions(Generic[W]):
         self._sent: set[str] = set()  # SUBSCRIBE sent, no UNSUBSCRIBE since
         self._acks_due: dict[str, int] = {}  # SUBSCRIBE confirmations still to come
         self._dirty: set[str] = set()  # channels whose wanted/sent state may differ
+        # (SUBSCRIBE number, channel) in the order the server confirms them, so that an
+        # error reply (the server refuses a whole command) is known to be for the oldest
+        self._unconfirmed: deque[tuple[int, str]] = deque()
+        self._subscribes = 0
 
     def add(self, channel: str, wait: W) -> bool:
         """Register a wait. True if the channel is live, so the caller should check now;
@@ -55,7 +60,8 @@ class Subscriptions(Generic[W]):
 
         The caller must send them in this call's order, before calling ``plan`` again.
         """
-        subscribe, unsubscribe = [], []
+        subscribe: list[str] = []
+        unsubscribe: list[str] = []
         for channel in self._dirty:
             wanted, sent = channel in self._waits, channel in self._sent
             if wanted and not sent:
@@ -66,11 +72,18 @@ class Subscriptions(Generic[W]):
                 unsubscribe.append(channel)
                 self._sent.discard(channel)
         self._dirty.clear()
+        if subscribe:
+            self._subscribes += 1
+            self._unconfirmed.extend((self._subscribes, c) for c in subscribe)
         return subscribe, unsubscribe
 
     def confirmed(self, channel: str) -> list[W]:
         """A SUBSCRIBE confirmation arrived. Returns the waits to check: those registered
         when the channel went live (none while another SUBSCRIBE is still unconfirmed)."""
+        # the server confirms in order: the first entry of the channel (at the front)
+        at = next((i for i, (_, c) in enumerate(self._unconfirmed) if c == channel), None)
+        if at is not None:
+            del self._unconfirmed[at]
         due = self._acks_due.get(channel, 0) - 1
         if due > 0:
             self._acks_due[channel] = due
@@ -80,6 +93,25 @@ class Subscriptions(Generic[W]):
             return []
         return list(self._waits.get(channel, ()))
 
+    def refused(self) -> tuple[list[str], list[W]]:
+        """The server refused the oldest unconfirmed SUBSCRIBE (its ACL rules): its channels,
+        now not subscribed, and the waits registered on them, to fail. A channel still
+        wanted afterwards is subscribed again by the next ``plan`` (and refused again)."""
+        if not self._unconfirmed:
+            return [], []
+        number = self._unconfirmed[0][0]
+        channels: list[str] = []
+        while self._unconfirmed and self._unconfirmed[0][0] == number:
+            channels.append(self._unconfirmed.popleft()[1])
+        for channel in channels:
+            due = self._acks_due.pop(channel, 1) - 1
+            if due > 0:  # a later SUBSCRIBE of it is still on its way
+                self._acks_due[channel] = due
+            else:
+                self._sent.discard(channel)
+            self._dirty.add(channel)
+        return channels, [w for c in channels for w in self._waits.get(c, ())]
+
     def message(self, channel: str) -> list[W]:
         """A message arrived on ``channel``: the waits it resolves."""
         return list(self._waits.get(channel, ()))
@@ -88,6 +120,7 @@ class Subscriptions(Generic[W]):
         """The connection was lost: nothing is subscribed; every wanted channel is redone."""
         self._sent.clear()
         self._acks_due.clear()
+        self._unconfirmed.clear()
         self._dirty = set(self._waits)
 
     @property

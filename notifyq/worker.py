@@ -211,8 +211,12 @@ class Worker(WorkerBase):
     def _claim_loop(self, burst: bool) -> None:
         outage, block = 0.0, 0.0
         idle = 0.1 if burst else self.policy.tick  # longest block on the wake lists
+        checked = False
         while not self._stop.is_set():
             try:
+                if not checked:  # AccessDenied ends the worker before it touches a job
+                    self._backend.run(self._access_flow(self._backend.url))
+                    checked = True
                 free = self.concurrency - len(self._running)
                 if free <= 0:
                     with self._changed:

@@ -5,6 +5,7 @@ moves bytes with ``redis.asyncio``."""
 from .. import signals
 from ..client import DEFAULT_WAIT_TIMEOUT
 from ..errors import (
+    AccessDenied,
     CorruptRecord,
     InvalidToken,
     JobCancelled,
@@ -24,6 +25,7 @@ from .worker import ActiveJob, Worker
 
 __all__ = [
     "DEFAULT_WAIT_TIMEOUT",
+    "AccessDenied",
     "ActiveJob",
     "CorruptRecord",
     "InvalidToken",

@@ -11,7 +11,7 @@ import redis
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
-from ..connection import _args, pack, reruns, shape, tcp_options, wrap
+from ..connection import _args, pack, reraise, reruns, shape, tcp_options
 from ..ops import Command, Flow, Op, ScriptCall, repeatable
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ class Backend:
 
     async def run(self, flow: Flow[T]) -> T:
         """Drive a flow: send each operation it yields, hand it the reply."""
+        op: Op | None = None
         try:
             op = next(flow)
             while True:
@@ -66,10 +67,7 @@ class Backend:
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
         except Exception as exc:
-            err = wrap(exc, self.url)
-            if err is exc:
-                raise
-            raise err from exc
+            reraise(exc, self.url, op)
 
     async def execute(self, op: Op) -> Any:
         async with self._slots:

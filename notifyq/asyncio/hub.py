@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import redis
 
 from ..codec import text
-from ..connection import redact
-from ..errors import RedisUnavailable, ResultTimeout
+from ..connection import reraise, wrap
+from ..errors import AccessDenied, RedisUnavailable, ResultTimeout
 from ..hub import HUB_CLIENT_NAME, RECHECK_DELAY
 from ..keys import QueueKeys
+from ..ops import Command
 from ..waiting import Subscriptions, check
 
 if TYPE_CHECKING:
@@ -58,6 +59,9 @@ class PubSub(Generic[W]):
 
     def _lost(self) -> None:
         """The connection was lost; ``_live`` follows for every item once it is back."""
+
+    def _refused(self, items: list[W], error: Exception) -> None:
+        """The server refused to subscribe these items' channel (its ACL rules)."""
 
     def _more_tasks(self) -> list[asyncio.Task[None]]:
         return []
@@ -96,8 +100,9 @@ class PubSub(Generic[W]):
         conn = pool.connection_class(**kwargs)
         try:
             await conn.connect()
-        except (redis.ConnectionError, OSError) as exc:
-            raise RedisUnavailable(redact(self._backend.url), str(exc)) from exc
+        except (redis.RedisError, OSError) as exc:  # RedisUnavailable, or AccessDenied
+            await conn.disconnect()
+            reraise(exc, self._backend.url, Command("CLIENT", "SETNAME", self._client_name))
         self._conn = conn
         self._connected.set()
 
@@ -137,9 +142,13 @@ class PubSub(Generic[W]):
                     try:
                         await self._connect()
                         break
-                    except RedisUnavailable:
+                    except (RedisUnavailable, AccessDenied) as exc:
+                        log.warning("%s: %s", self._client_name, exc)
                         continue
                 self._write.set()
+                continue
+            except redis.ResponseError as exc:
+                self._refusal(exc)
                 continue
             delay = 0.05
             kind, channel = text(reply[0]), text(reply[1]) or ""
@@ -149,6 +158,15 @@ class PubSub(Generic[W]):
                 items = self._subs.confirmed(channel)
                 if items:
                     self._live(items)
+
+    def _refusal(self, exc: redis.ResponseError) -> None:
+        """An error reply on the pub/sub connection: the server refused a SUBSCRIBE."""
+        if "'unsubscribe'" in str(exc):
+            log.error("%s: %s", self._client_name, wrap(exc, self._backend.url))
+            return
+        channels, items = self._subs.refused()
+        self._refused(items, wrap(exc, self._backend.url, Command("SUBSCRIBE", *channels)))
+        self._write.set()  # channels still wanted are asked for again
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -170,6 +188,10 @@ class _Wait:
     def resolve(self, value: object) -> None:
         if not self.future.done():
             self.future.set_result(value)
+
+    def fail(self, error: Exception) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
 
 
 class WaitHub(PubSub[_Wait]):
@@ -203,6 +225,10 @@ class WaitHub(PubSub[_Wait]):
         for w in self._subs.message(channel):
             w.resolve(data)
 
+    def _refused(self, items: list[_Wait], error: Exception) -> None:
+        for w in items:
+            w.fail(error)
+
     async def _checker(self) -> None:
         while True:
             await self._check.wait()
@@ -213,6 +239,9 @@ class WaitHub(PubSub[_Wait]):
                 continue
             try:
                 found = await self._backend.run(check([(w.keys, w.job_id) for w in waits]))
+            except AccessDenied as exc:  # not an outage: these waits cannot succeed
+                self._refused(waits, exc)
+                continue
             except RedisUnavailable as exc:
                 log.debug("check failed, retrying: %s", exc)
                 self._checks += waits  # the pub/sub connection may be fine: check again

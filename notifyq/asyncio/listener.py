@@ -20,7 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from .. import events as ev
-from ..errors import RedisUnavailable
+from ..errors import AccessDenied, RedisUnavailable
 from ..events import Event
 from ..listener import ListenerBase
 from .client import Queue
@@ -72,7 +72,7 @@ class Listener(ListenerBase):
             self._task = None
         if self._backend is not None:
             if self.name:
-                with contextlib.suppress(RedisUnavailable):
+                with contextlib.suppress(RedisUnavailable, AccessDenied):
                     await self._backend.run(ev.leave_group(self.queues, self.name, self.consumer))
             await self._backend.close()
             self._backend = None
@@ -102,6 +102,7 @@ class Listener(ListenerBase):
 
     async def _join(self) -> None:
         assert self._backend is not None
+        await self._backend.run(self._access_flow(self._backend.url))
         if self.name:
             await self._backend.run(ev.join_group(self.keys, self.name))
         elif not self._positions:
@@ -123,14 +124,18 @@ class Listener(ListenerBase):
             except ev.GroupLost:
                 log.warning("listener %s: its group is gone; joining again", self.label)
                 assert self.name is not None
-                with contextlib.suppress(RedisUnavailable):
+                try:
                     await self._backend.run(ev.join_group(self.keys, self.name, start="0"))
-            except RedisUnavailable as exc:
-                log.warning("listener %s: %s; reconnecting in %.2fs", self.label, exc, delay)
+                except (RedisUnavailable, AccessDenied) as exc:  # not at once, not in a loop
+                    log.warning("listener %s: %s", self.label, exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+            except (RedisUnavailable, AccessDenied) as exc:  # an ACL rule may yet change
+                log.warning("listener %s: %s; trying again in %.2fs", self.label, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 self._pending = True
-                with contextlib.suppress(RedisUnavailable):
+                with contextlib.suppress(RedisUnavailable, AccessDenied):
                     await self._resync()
             except Exception:
                 log.exception("listener %s: unexpected error; continuing", self.label)

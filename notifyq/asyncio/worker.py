@@ -166,8 +166,12 @@ class Worker(WorkerBase):
     async def _claim_loop(self, burst: bool) -> None:
         outage, block = 0.0, 0.0
         idle = 0.1 if burst else self.policy.tick  # longest block on the wake lists
+        checked = False
         while not self._stop.is_set():
             try:
+                if not checked:  # AccessDenied ends the worker before it touches a job
+                    await self._backend.run(self._access_flow(self._backend.url))
+                    checked = True
                 free = self.concurrency - len(self._running)
                 if free <= 0:
                     self._freed.clear()
@@ -243,6 +247,8 @@ class Worker(WorkerBase):
                 await self._settle(run, outcome)
             else:
                 log.warning("job %s: lease lost; handler stopped, outcome dropped", run.claim.id)
+        except Exception:  # e.g. AccessDenied: said here, as the blocking worker does
+            log.exception("job %s: could not settle; its lease will lapse", run.claim.id)
         finally:
             self._running.pop((run.claim.queue, run.claim.id, run.claim.token), None)
             self.processed += 1

@@ -8,6 +8,7 @@ and a server that does not know a script (restarted, flushed) gets it by EVAL.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from importlib import resources
 
@@ -17,6 +18,39 @@ class Script:
     name: str
     source: str
     sha: str
+    #: Every command the script can call, lower-case, a subcommand as ``xgroup|create``
+    #: (its own calls and those of the prelude functions it uses): its ACL needs.
+    commands: frozenset[str] = frozenset()
+
+
+#: ``redis.call('HSET', ...)``, ``redis.pcall(...)``, ``pcall(redis.call, 'XGROUP', 'CREATE', ...)``
+_CALL = re.compile(r"(?:redis\.p?call\(|pcall\(redis\.call,)\s*'(\w+)'(?:\s*,\s*'([A-Z]+)')?")
+#: Commands whose first argument is a subcommand with ACL rules of its own.
+_CONTAINERS = {"xgroup", "xinfo", "client", "object", "config", "script"}
+_FUNCTION = re.compile(r"^local function (\w+)\(.*?^end$", re.MULTILINE | re.DOTALL)
+
+
+def calls(code: str) -> set[str]:
+    """The commands ``redis.call`` and ``redis.pcall`` run in a piece of Lua."""
+    found = set()
+    for name, sub in _CALL.findall(code):
+        name = name.lower()
+        found.add(f"{name}|{sub.lower()}" if sub and name in _CONTAINERS else name)
+    return found
+
+
+def _commands(prelude: str, body: str) -> frozenset[str]:
+    """The commands of ``body`` and of the prelude functions it calls, and they call."""
+    functions = {m.group(1): m.group(0) for m in _FUNCTION.finditer(prelude)}
+    used: set[str] = set()
+    todo = [body]
+    while todo:
+        code = todo.pop()
+        for name, function in functions.items():
+            if name not in used and re.search(rf"\b{name}\(", code):
+                used.add(name)
+                todo.append(function)
+    return frozenset(calls(body).union(*(calls(functions[n]) for n in used)))
 
 
 def _load(name: str) -> Script:
@@ -24,7 +58,8 @@ def _load(name: str) -> Script:
     prelude = folder.joinpath("_prelude.lua").read_text(encoding="utf-8")
     body = folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
     source = f"{prelude}\n{body}"
-    return Script(name, source, hashlib.sha1(source.encode()).hexdigest())  # noqa: S324
+    sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324
+    return Script(name, source, sha, _commands(prelude, body))
 
 
 ENQUEUE = _load("enqueue")
@@ -38,6 +73,7 @@ REQUEUE = _load("requeue")
 PURGE_DEAD = _load("purge_dead")
 JOIN_GROUP = _load("join_group")
 SNAPSHOT = _load("snapshot")
+ACCESS = _load("access")
 
 ALL = (ENQUEUE, CLAIM, MAINTAIN, RENEW, SETTLE, PROGRESS, CANCEL, REQUEUE, PURGE_DEAD, JOIN_GROUP,
-       SNAPSHOT)  # fmt: skip
+       SNAPSHOT, ACCESS)  # fmt: skip

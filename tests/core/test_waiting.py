@@ -52,6 +52,31 @@ def test_reset_resubscribes_everything_and_rechecks() -> None:
     assert s.confirmed("b") == ["b"]
 
 
+def test_a_refused_subscribe_fails_its_waits_and_is_asked_again_while_wanted() -> None:
+    """The server answers a SUBSCRIBE its ACL rules refuse with one error, in the place of
+    that command's confirmations: the oldest unconfirmed SUBSCRIBE is the one refused."""
+    s: Subscriptions[str] = Subscriptions()
+    s.add("a", "w1")
+    s.plan()  # SUBSCRIBE a
+    s.add("b", "w2")
+    s.add("c", "w3")
+    assert sorted(s.plan()[0]) == ["b", "c"]  # SUBSCRIBE b c
+    assert s.confirmed("a") == ["w1"]
+    channels, waits = s.refused()  # the error is for the second command
+    assert (sorted(channels), sorted(waits)) == (["b", "c"], ["w2", "w3"])
+    assert s.add("b", "w4") is False  # b is not live
+    s.remove("c", "w3")
+    assert s.plan() == (["b"], [])  # still wanted: asked again; c was never subscribed
+    assert s.refused() == (["b"], ["w2", "w4"])
+    assert s.refused() == ([], [])
+    s.remove("b", "w2")
+    s.remove("b", "w4")
+    assert s.plan() == ([], [])
+    s.add("d", "w5")
+    s.plan()
+    assert s.confirmed("d") == ["w5"]  # later confirmations are not thrown off
+
+
 @given(st.lists(st.tuples(st.sampled_from(["add", "remove", "plan", "ack"]),
                           st.sampled_from("xyz"), st.integers(0, 3)), max_size=60))  # fmt: skip
 def test_server_side_subscriptions_match_wanted_channels(steps: list) -> None:

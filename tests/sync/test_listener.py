@@ -328,3 +328,12 @@ def test_named_listener_rejoins_when_its_group_is_lost(
         later = complete_all(queue, 5)
         eventually(lambda: {j.id for j in later} <= {e.job_id for e in got})
     assert len(got) == 8
+
+
+def test_a_named_listener_on_a_stream_key_of_the_wrong_type_fails_to_start(
+    queue: Queue, r: redis.Redis
+) -> None:
+    """Joining the group is refused for what it is, not taken for "the group exists"."""
+    r.set(queue.keys.events, "not a stream")
+    with pytest.raises(notifyq.CorruptRecord, match="wrong type"):
+        notifyq.Listener(queue, "billing").start()
