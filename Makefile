@@ -1,7 +1,10 @@
 # make demo     — set everything up, then run the web demo (throwaway server, worker, gateway):
 #                 open the http://127.0.0.1:8765/#key=... link it prints
 # make test     — set everything up, lint, type-check, run the suite (twice: embedded Valkey,
-#                 then the Redis at 127.0.0.1:6379 when one answers there), browser tests included
+#                 then the Redis at 127.0.0.1:6379 when one answers there), browser tests included,
+#                 then the short chaos run (its own server; about 30 s)
+# make chaos    — the full chaos run, once with appendfsync everysec, once with always
+#                 (about 3 minutes each; docs/chaos.md)
 # make browser  — Debian's chromium for the browser tests, if /usr/bin/chromium is missing
 # make redis-server — Debian's redis-server (built with TLS) for tests/security, if missing
 PYTHON ?= python3
@@ -12,7 +15,7 @@ CHROMIUM  := /usr/bin/chromium
 REDIS_SERVER := /usr/bin/redis-server
 SUDO      = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo test lint browser redis-server bench clean
+.PHONY: setup demo test lint browser redis-server bench chaos clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "notifyq needs Python 3.11+"'
@@ -50,6 +53,12 @@ test: lint browser redis-server
 	else \
 		echo "== no Redis answers at $(REDIS_URL): the embedded Valkey run above is the only one"; \
 	fi
+	@echo "== the short chaos run (docs/chaos.md)"
+	$(BIN)/python -m tests.chaos --short --fsync always
+
+chaos: setup
+	$(BIN)/python -m tests.chaos --fsync everysec
+	$(BIN)/python -m tests.chaos --fsync always
 
 bench: setup
 	$(BIN)/python bench/quick.py
