@@ -2,7 +2,10 @@
 #                 open the http://127.0.0.1:8765/#key=... link it prints
 # make test     — set everything up, lint, type-check, run the suite (twice: embedded Valkey,
 #                 then the Redis at 127.0.0.1:6379 when one answers there), browser tests included,
-#                 then the tests marked cluster against a 3-master Redis Cluster on loopback
+#                 then the tests marked cluster against a 3-master Redis Cluster on loopback,
+#                 then the short chaos run (its own server; about 30 s)
+# make chaos    — the full chaos run, once with appendfsync everysec, once with always
+#                 (about 3 minutes each; docs/chaos.md)
 # make browser  — Debian's chromium for the browser tests, if /usr/bin/chromium is missing
 # make redis-server — Debian's redis-server (built with TLS) for tests/security, if missing
 PYTHON ?= python3
@@ -13,7 +16,7 @@ CHROMIUM  := /usr/bin/chromium
 REDIS_SERVER := /usr/bin/redis-server
 SUDO      = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo test lint browser redis-server bench clean
+.PHONY: setup demo test lint browser redis-server bench chaos clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "notifyq needs Python 3.11+"'
@@ -53,6 +56,12 @@ test: lint browser redis-server
 	fi
 	@echo "== the tests marked cluster, against a Redis Cluster of 3 masters the run starts on loopback"
 	NOTIFYQ_TEST_CLUSTER=1 $(BIN)/pytest -m cluster
+	@echo "== the short chaos run (docs/chaos.md)"
+	$(BIN)/python -m tests.chaos --short --fsync always
+
+chaos: setup
+	$(BIN)/python -m tests.chaos --fsync everysec
+	$(BIN)/python -m tests.chaos --fsync always
 
 bench: setup
 	$(BIN)/python bench/quick.py

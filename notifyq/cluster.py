@@ -31,7 +31,7 @@ from redis.exceptions import AskError, ClusterDownError, ResponseError, TryAgain
 
 from .connection import wrap
 from .errors import RedisUnavailable, ValidationError
-from .ops import Command, Flow, Op, Pipeline, ScriptCall
+from .ops import Command, Flow, Op, Pipeline, ScriptCall, repeatable
 
 if TYPE_CHECKING:
     from .connection import Backend
@@ -299,7 +299,12 @@ class ClusterBackend:
             try:
                 return self._execute(op)
             except Exception as exc:
-                if not retryable(exc) or self._closed or time.monotonic() > deadline:
+                if (
+                    not retryable(exc)
+                    or not repeatable(op)
+                    or self._closed
+                    or time.monotonic() > deadline
+                ):
                     raise
                 log.warning("cluster: %s; reading the slot map again in %.2fs", exc, delay)
             time.sleep(delay)
@@ -318,7 +323,7 @@ class ClusterBackend:
         replies: list[Any] = [None] * len(op.calls)
         for address, indexes in group_by_node(op.calls, topology).items():
             calls = [sharded(op.calls[i]) for i in indexes]
-            part = Pipeline(calls, op.errors_as_replies, op.rerun_after_scripts)
+            part = Pipeline(calls, op.errors_as_replies, op.rerun_after_scripts, op.repeatable)
             for i, reply in zip(indexes, self.node(address).execute(part), strict=True):
                 if isinstance(reply, Exception) and redirected(reply):
                     raise reply

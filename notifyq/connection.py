@@ -27,7 +27,7 @@ from .errors import (
     ValidationError,
     corrupt_reply,
 )
-from .ops import Command, Flow, Op, Pipeline, ScriptCall
+from .ops import Command, Flow, Op, Pipeline, ScriptCall, repeatable
 
 if TYPE_CHECKING:
     from .hub import WaitHub
@@ -224,8 +224,10 @@ class Backend:
                 reply = self._send(conn, op)
             except (redis.ConnectionError, redis.TimeoutError, OSError):
                 # once more on a new socket, as redis-py does: the server may have closed
-                # an idle connection (every operation is safe to repeat: docs/guarantees.md)
+                # an idle connection (docs/design-notes.md: what may be sent twice)
                 conn.disconnect()
+                if not repeatable(op):
+                    raise
                 reply = self._send(conn, op)
         except BaseException as exc:
             if not isinstance(exc, ResponseError):  # a reply that is an error leaves it clean

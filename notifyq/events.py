@@ -285,7 +285,9 @@ def read_group(
     ids = ["0" if pending else ">"] * len(streams)
     checks = [] if pending else _group_infos(keys)  # a gap matters before reading new ones
     replies = yield Pipeline(
-        [*checks, Command(*args, "STREAMS", *streams, *ids)], errors_as_replies=True
+        [*checks, Command(*args, "STREAMS", *streams, *ids)],
+        errors_as_replies=True,
+        repeatable=False,  # the entries of a lost reply wait in this consumer's pending list
     )
     reply = _group_reply(replies[-1])
     deleted: list[tuple[str, str]] = []
@@ -335,6 +337,7 @@ def reclaim(
             for s in streams
         ],
         errors_as_replies=True,
+        repeatable=False,  # entries claimed in a lost reply are this consumer's, not idle
     )
     events: list[Event] = []
     skipped: list[tuple[str, str]] = []

@@ -244,6 +244,20 @@ def replay(keys: QueueKeys, start: str, limit: int, page: int = 1000) -> Flow[An
         low = "(" + entries[-1][0]
 
 
+def newest_entries(keys: QueueKeys, count: int, page: int = 1000) -> Flow[list[Any]]:
+    """The newest ``count`` stream entries (at most), oldest first."""
+    entries: list[tuple[str, Any]] = []
+    high = "+"
+    while len(entries) < count:
+        want = min(page, count - len(entries))
+        batch = yield Command("XREVRANGE", keys.events, high, "-", "COUNT", want)
+        entries += [(text(eid) or "", fields) for eid, fields in batch]
+        if len(batch) < want:
+            break
+        high = "(" + entries[-1][0]
+    return entries[::-1]
+
+
 def _exist(keys: list[str]) -> Flow[list[bool]]:
     replies = yield Pipeline([Command("EXISTS", k) for k in keys])
     return [bool(r) for r in replies]
@@ -446,6 +460,11 @@ class Fanout(PubSub[Sub]):
         starts = {s: event_id(s.last if s.started else event_key(s.since or "0-0")) for s in subs}
         start = min(starts.values(), key=event_key)
         entries, complete = await self._backend.run(replay(keys, start, self.limits.replay))
+        if not complete:
+            # the oldest position is too far back; the others may well not be: serve each
+            # from the newest entries, and those whose position is older get a gap
+            entries = await self._backend.run(newest_entries(keys, self.limits.replay))
+            complete = True
         held = {eid for eid, _ in entries}
         parsed: list[tuple[EventKey, str, str]] = []
         first_seq = 1

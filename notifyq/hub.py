@@ -100,6 +100,15 @@ class WaitHub:
             reraise(exc, self._backend.url, Command("CLIENT", "SETNAME", HUB_CLIENT_NAME))
         self._conn, self._connected = conn, True
 
+    def _reconnect(self) -> None:
+        """A new connection, subscribed to every channel wanted. A wait that began since
+        the loss may have sent its SUBSCRIBE on the old connection object (redis-py
+        reconnects it on send, and nothing reads it): ``_connect`` closes that one, and every
+        channel is subscribed again here, on the connection the reader reads."""
+        self._connect()
+        self._subs.reset()
+        self._flush()
+
     def _flush(self) -> None:
         if not self._connected:
             return  # the reader subscribes every wanted channel once it is back
@@ -148,8 +157,7 @@ class WaitHub:
                     delay = min(delay * 2, 2.0)
                     try:
                         with self._lock:
-                            self._connect()
-                            self._flush()
+                            self._reconnect()
                         break
                     except (RedisUnavailable, AccessDenied) as exc:
                         log.warning("wait hub: %s", exc)

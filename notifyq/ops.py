@@ -62,10 +62,19 @@ class Pipeline:
     calls: Sequence[Command | ScriptCall]
     errors_as_replies: bool = False  # hand error replies to the flow instead of raising
     rerun_after_scripts: bool = False  # a script sent again (EVAL) runs what follows again
+    # False: the server may have acted on it even if its reply was lost (a group read moves
+    # entries into the reader's pending list), so a lost connection must reach the flow's
+    # caller (RedisUnavailable) instead of the calls being sent again on a new socket
+    repeatable: bool = True
 
 
 Op = Command | ScriptCall | Pipeline
 Flow = Generator[Op, Any, T]
+
+
+def repeatable(op: Op) -> bool:
+    """May ``op`` be sent again, on a new socket, when its connection fails?"""
+    return not isinstance(op, Pipeline) or op.repeatable
 
 
 # ---------------------------------------------------------------- enqueue

@@ -31,12 +31,23 @@ def running(worker: notifyq.Worker) -> Iterator[notifyq.Worker]:
         assert not thread.is_alive(), "worker did not stop"
 
 
-def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+def blocked_read(r: redis.Redis, name: str) -> list[dict[str, str]]:
+    """The connections named ``name``, once one of them is blocked in XREADGROUP."""
+
+    def blocked() -> list[dict[str, str]]:
+        return [c for c in r.client_list() if c["name"] == name and c["cmd"] == "xreadgroup"
+                and "b" in c["flags"]]  # fmt: skip
+
+    eventually(lambda: bool(blocked()))
+    return blocked()
+
+
+def eventually(check: Callable[[], bool], timeout: float = 10.0, interval: float = 0.01) -> None:
     """Poll a condition that has no event to await (state in another process or server)."""
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
+        time.sleep(interval)
 
 
 @contextmanager

@@ -27,7 +27,7 @@ from ..cluster import (
 )
 from ..connection import wrap
 from ..errors import RedisUnavailable
-from ..ops import Command, Flow, Op, Pipeline
+from ..ops import Command, Flow, Op, Pipeline, repeatable
 
 if TYPE_CHECKING:
     from ..keys import QueueKeys
@@ -121,7 +121,12 @@ class ClusterBackend:
             try:
                 return await self._execute(op)
             except Exception as exc:
-                if not retryable(exc) or self._closed or loop.time() > deadline:
+                if (
+                    not retryable(exc)
+                    or not repeatable(op)
+                    or self._closed
+                    or loop.time() > deadline
+                ):
                     raise
                 log.warning("cluster: %s; reading the slot map again in %.2fs", exc, delay)
             await asyncio.sleep(delay)
@@ -145,6 +150,7 @@ class ClusterBackend:
                         [sharded(op.calls[i]) for i in indexes],
                         op.errors_as_replies,
                         op.rerun_after_scripts,
+                        op.repeatable,
                     )
                 )
                 for address, indexes in groups

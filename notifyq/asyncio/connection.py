@@ -13,7 +13,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from .. import sentinel
 from ..connection import _args, pack, reraise, reruns, shape, tcp_options
-from ..ops import Command, Flow, Op, ScriptCall
+from ..ops import Command, Flow, Op, ScriptCall, repeatable
 
 if TYPE_CHECKING:
     from .hub import WaitHub
@@ -88,6 +88,8 @@ class Backend:
                     reply = await self._send(conn, op)
                 except (redis.ConnectionError, redis.TimeoutError, OSError):
                     await conn.disconnect()  # once more on a new socket, as redis-py does
+                    if not repeatable(op):
+                        raise
                     reply = await self._send(conn, op)
             except BaseException as exc:  # cancelled mid-command: the socket is out of step
                 if not isinstance(exc, ResponseError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -12,7 +13,7 @@ import redis
 import notifyq.asyncio as anq
 from notifyq import Event, signals
 
-from ..support import server_of
+from ..support import blocked_read, server_of
 
 
 @pytest.fixture
@@ -76,6 +77,26 @@ async def test_named_listener_replays_after_restart(
     counts = Counter(e.job_id for e in completions)
     assert set(counts) == {j.id for j in first + missed}
     assert max(counts.values()) == 1
+
+
+async def test_a_read_whose_reply_was_lost_is_delivered_at_once(
+    aqueue: anq.Queue, r: redis.Redis, completions: list[Event]
+) -> None:
+    """As for the blocking listener: the events of a group read whose reply the killed
+    connection never carried are read again as the listener reconnects."""
+    listener = await anq.Listener(aqueue, "lost-reply", block=2.0, claim_after=60.0).start()
+    try:
+        [conn] = await asyncio.to_thread(blocked_read, r, listener.label)
+        event = {"v": 1, "type": "completed", "queue": aqueue.name, "id": "lost", "attempt": 1,
+                 "ts": 1, "seq": 1, "result": None}  # fmt: skip
+        pipe = r.pipeline(transaction=False)
+        pipe.xadd(aqueue.keys.events, {"e": json.dumps(event)})  # the blocked read gets it...
+        pipe.execute_command("CLIENT", "KILL", "ID", conn["id"])  # ...and dies before replying
+        assert pipe.execute()[1] == 1
+        await until(lambda: len(completions) == 1, timeout=10)
+    finally:
+        await listener.stop()
+    assert completions[0].job_id == "lost"
 
 
 async def test_named_listener_survives_killed_connections(

@@ -736,6 +736,40 @@ async def test_a_queue_followed_across_a_lost_pubsub_connection_loses_no_event(
     assert got == stream_events(r, name, after=since)
 
 
+async def test_a_subscription_far_behind_costs_the_others_no_gap(
+    gateway: GatewayFactory,
+    client: ConnectFactory,
+    aqueue: anq.Queue,
+    name: str,
+    r: redis.Redis,
+) -> None:
+    """After a lost pub/sub connection, every subscription of a queue is caught up in one
+    batch. One whose position is more than ``Limits.replay`` entries back gets a gap (and
+    a fresh state); the others, whose own replay is short, are caught up without one."""
+    await aqueue.set_events_maxlen(100_000)  # the stream keeps everything: nothing trimmed
+    others = {c["id"] for c in gateway_connections(r)}
+    gw = await gateway(limits=Limits(replay=1000))
+    waiting = await aqueue.enqueue("waits a long time")
+    behind = await client(gw)
+    old = await behind.follow(job_token(name, waiting.id), name, waiting.id)
+    await aqueue.enqueue_many(range(1500))  # events its subscription is not sent
+    recent = await aqueue.enqueue("recent")
+    current = await client(gw)
+    await current.follow(job_token(name, recent.id), name, recent.id)
+
+    [conn] = [x for x in gateway_connections(r) if x["id"] not in others]
+    r.client_kill_filter(_id=conn["id"])
+    await behind.expect("gap", queue=name, job=waiting.id, after=old["event_id"])
+    await behind.expect("state", queue=name, job=waiting.id, state="queued")
+    await current.quiet()  # no gap and no state: it was caught up from its own position
+    assert await recent.cancel() == "cancelled"
+    [event] = await current.events(1)
+    assert event["type"] == "cancelled" and event["id"] == recent.id
+    await behind.quiet()
+    await current.quiet()
+    assert gw.stats()["gaps"] == 1
+
+
 # ---------------------------------------------------------------- the handshake
 
 

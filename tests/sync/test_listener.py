@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import signal
@@ -18,7 +19,7 @@ from blinker import ANY, Signal
 import notifyq
 from notifyq import Queue, signals
 
-from ..support import eventually, running, server_of
+from ..support import blocked_read, eventually, running, server_of
 
 PROC_LISTENER = pathlib.Path(__file__).parent / "proc_listener.py"
 
@@ -179,6 +180,28 @@ def test_named_listener_misses_nothing_when_its_connection_is_killed(
         eventually(lambda: len({e.job_id for e in got}) == 5000, timeout=90)
     listener.stop()
     assert {e.job_id for e in got} == {j.id for j in jobs}
+
+
+def test_a_read_whose_reply_was_lost_is_delivered_at_once(
+    queue: Queue, r: redis.Redis, collect: Callable
+) -> None:
+    """The server hands a named listener's blocked read an event (which goes into the
+    listener's pending list) and the connection is killed before the reply is sent: the
+    listener reads its pending events again as it reconnects, not ``claim_after`` later."""
+    got = collect(signals.enqueued, queue.name)
+    listener = notifyq.Listener(queue, "lost-reply", block=2.0, claim_after=60.0).start()
+    try:
+        [conn] = blocked_read(r, listener.label)
+        event = {"v": 1, "type": "enqueued", "queue": queue.name, "id": "lost", "attempt": 0,
+                 "ts": 1, "seq": 1}  # fmt: skip
+        pipe = r.pipeline(transaction=False)
+        pipe.xadd(queue.keys.events, {"e": json.dumps(event)})  # the blocked read gets it...
+        pipe.execute_command("CLIENT", "KILL", "ID", conn["id"])  # ...and dies before replying
+        assert pipe.execute()[1] == 1
+        eventually(lambda: len(got) == 1)
+    finally:
+        listener.stop()
+    assert got[0].job_id == "lost"
 
 
 def test_two_processes_with_one_name_share_the_events(

