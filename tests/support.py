@@ -115,7 +115,7 @@ def server_of(r: redis.Redis, queue: str) -> redis.Redis:
     node)."""
     if isinstance(r, redis.RedisCluster):
         node = r.get_node_from_key(f"nq:{{{queue}}}:")
-        return r.get_redis_connection(node)  # type: ignore[no-any-return]
+        return r.get_redis_connection(node)
     return r
 
 
@@ -125,7 +125,7 @@ class Subscriber:
 
     def __init__(self, r: redis.Redis, queue: str, channel: str) -> None:
         self.sharded = isinstance(r, redis.RedisCluster)
-        self.pubsub = server_of(r, queue).pubsub()
+        self.pubsub = server_of(r, queue).pubsub()  # type: ignore[no-untyped-call]
         if self.sharded:
             self.pubsub.ssubscribe(channel)
         else:
@@ -143,7 +143,7 @@ class Subscriber:
         self.pubsub.close()
 
 
-def channels(r: redis.Redis, queue: str, pattern: str) -> list[bytes]:
+def channels(r: redis.Redis, queue: str, pattern: str) -> list[Any]:
     """The channels matching ``pattern`` that have subscribers (shard channels on a cluster)."""
     server = server_of(r, queue)
     if isinstance(r, redis.RedisCluster):
