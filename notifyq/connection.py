@@ -53,13 +53,24 @@ def resolve_url(url: str | None) -> str:
     return embedded.ensure_server()
 
 
+def cluster_scheme(url: str) -> str:
+    """``redis`` or ``rediss`` for a ``redis+cluster://`` or ``rediss+cluster://`` URL, else
+    ``""`` (kept here, not in ``cluster``, which imports this module)."""
+    return {"redis+cluster": "redis", "rediss+cluster": "rediss"}.get(urlsplit(url).scheme, "")
+
+
 def check_url(url: object, what: str = "the Redis URL") -> str:
     """``url`` if redis-py can connect with it; else ``ValidationError`` saying why (redis-py
     would raise a bare ``ValueError``, or fail only at the first command)."""
     if not isinstance(url, str):
         raise ValidationError(f"{what} must be a string, not {type(url).__name__}")
     try:
-        parse_url(url)
+        if sentinel.is_sentinel_url(url):
+            sentinel.parse(url)  # a ValidationError of its own
+        elif cluster_scheme(url):  # a node's URL, as the cluster backend makes them
+            parse_url(urlunsplit(urlsplit(url)._replace(scheme=cluster_scheme(url))))
+        else:
+            parse_url(url)
     except (ValueError, TypeError) as exc:
         raise ValidationError(f"{what} {redact(url)!r} is not a Redis URL: {exc}") from None
     return url

@@ -86,10 +86,11 @@ async def test_a_read_whose_reply_was_lost_is_delivered_at_once(
     connection never carried are read again as the listener reconnects."""
     listener = await anq.Listener(aqueue, "lost-reply", block=2.0, claim_after=60.0).start()
     try:
-        [conn] = await asyncio.to_thread(blocked_read, r, listener.label)
+        server = server_of(r, aqueue.name)  # the node holding the queue, on a cluster
+        [conn] = await asyncio.to_thread(blocked_read, server, listener.label)
         event = {"v": 1, "type": "completed", "queue": aqueue.name, "id": "lost", "attempt": 1,
                  "ts": 1, "seq": 1, "result": None}  # fmt: skip
-        pipe = r.pipeline(transaction=False)
+        pipe = server.pipeline(transaction=False)
         pipe.xadd(aqueue.keys.events, {"e": json.dumps(event)})  # the blocked read gets it...
         pipe.execute_command("CLIENT", "KILL", "ID", conn["id"])  # ...and dies before replying
         assert pipe.execute()[1] == 1

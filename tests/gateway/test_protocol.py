@@ -747,7 +747,7 @@ async def test_a_subscription_far_behind_costs_the_others_no_gap(
     batch. One whose position is more than ``Limits.replay`` entries back gets a gap (and
     a fresh state); the others, whose own replay is short, are caught up without one."""
     await aqueue.set_events_maxlen(100_000)  # the stream keeps everything: nothing trimmed
-    others = {c["id"] for c in gateway_connections(r)}
+    others = {c["id"] for c in gateway_connections(r, name)}
     gw = await gateway(limits=Limits(replay=1000))
     waiting = await aqueue.enqueue("waits a long time")
     behind = await client(gw)
@@ -757,8 +757,8 @@ async def test_a_subscription_far_behind_costs_the_others_no_gap(
     current = await client(gw)
     await current.follow(job_token(name, recent.id), name, recent.id)
 
-    [conn] = [x for x in gateway_connections(r) if x["id"] not in others]
-    r.client_kill_filter(_id=conn["id"])
+    [conn] = [x for x in gateway_connections(r, name) if x["id"] not in others]
+    server_of(r, name).client_kill_filter(_id=conn["id"])
     await behind.expect("gap", queue=name, job=waiting.id, after=old["event_id"])
     await behind.expect("state", queue=name, job=waiting.id, state="queued")
     await current.quiet()  # no gap and no state: it was caught up from its own position

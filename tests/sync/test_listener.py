@@ -191,10 +191,11 @@ def test_a_read_whose_reply_was_lost_is_delivered_at_once(
     got = collect(signals.enqueued, queue.name)
     listener = notifyq.Listener(queue, "lost-reply", block=2.0, claim_after=60.0).start()
     try:
-        [conn] = blocked_read(r, listener.label)
+        server = server_of(r, queue.name)  # the node holding the queue, on a cluster
+        [conn] = blocked_read(server, listener.label)
         event = {"v": 1, "type": "enqueued", "queue": queue.name, "id": "lost", "attempt": 0,
                  "ts": 1, "seq": 1}  # fmt: skip
-        pipe = r.pipeline(transaction=False)
+        pipe = server.pipeline(transaction=False)
         pipe.xadd(queue.keys.events, {"e": json.dumps(event)})  # the blocked read gets it...
         pipe.execute_command("CLIENT", "KILL", "ID", conn["id"])  # ...and dies before replying
         assert pipe.execute()[1] == 1
