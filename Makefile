@@ -2,6 +2,7 @@
 #                 open the http://127.0.0.1:8765/#key=... link it prints
 # make test     — set everything up, lint, type-check, run the suite (twice: embedded Valkey,
 #                 then the Redis at 127.0.0.1:6379 when one answers there), browser tests included,
+#                 then the tests marked cluster against a 3-master Redis Cluster on loopback,
 #                 then the short chaos run (its own server; about 30 s)
 # make chaos    — the full chaos run, once with appendfsync everysec, once with always
 #                 (about 3 minutes each; docs/chaos.md)
@@ -53,6 +54,8 @@ test: lint browser redis-server
 	else \
 		echo "== no Redis answers at $(REDIS_URL): the embedded Valkey run above is the only one"; \
 	fi
+	@echo "== the tests marked cluster, against a Redis Cluster of 3 masters the run starts on loopback"
+	NOTIFYQ_TEST_CLUSTER=1 $(BIN)/pytest -m cluster
 	@echo "== the short chaos run (docs/chaos.md)"
 	$(BIN)/python -m tests.chaos --short --fsync always
 

@@ -55,7 +55,7 @@ _STATS = "llen zcard exists hgetall "  # Queue.stats(), and a burst worker's "dr
 ROLES: dict[str, Role] = {
     # enqueue; status, result, progress, info; Job.wait() (the wait hub); cancel
     "producer": _role(
-        _ALWAYS + _NAMED + "get exists hget hmget hgetall subscribe unsubscribe",
+        _ALWAYS + _NAMED + "get exists hget hmget hgetall subscribe unsubscribe wait",
         scripts.ENQUEUE,
         scripts.CANCEL,
     ),
@@ -82,6 +82,8 @@ ROLES: dict[str, Role] = {
     ),
     # a gateway that takes jobs over HTTP (``enqueue_queues``): this as well
     "http-enqueue": _role("", scripts.ENQUEUE),
+    # any role on a Redis Cluster: this as well (the slot map, sharded pub/sub)
+    "cluster": _role("cluster|slots ssubscribe sunsubscribe spublish"),
     # stats, pause and resume, dead letters (list, requeue, purge), events_maxlen
     "operator": _role(
         _ALWAYS + _STATS + "lrange set del lpush ltrim hset",
@@ -100,7 +102,7 @@ def commands(*roles: str) -> list[str]:
 
 
 def _subscribes(roles: Iterable[str]) -> bool:
-    return any(c in ("subscribe", "publish") for c in commands(*roles))
+    return any(c in ("subscribe", "publish", "ssubscribe", "spublish") for c in commands(*roles))
 
 
 def rules(*roles: str, queue: str | None = None) -> str:
@@ -120,6 +122,7 @@ def rules(*roles: str, queue: str | None = None) -> str:
 #: the queue: with every argument the command requires, since ``redis.acl_check_cmd``
 #: does not count them and Redis 7.0 reads past the end when one is missing (and crashes).
 SAMPLES = {
+    "cluster|slots": "", "spublish": "K m", "ssubscribe": "K", "sunsubscribe": "K", "wait": "0 0",
     "blpop": "K 0", "client|setname": "n", "del": "K", "eval": "x 1 K", "evalsha": "x 1 K",
     "exists": "K", "expire": "K 1", "get": "K", "hdel": "K f", "hget": "K f", "hgetall": "K",
     "hincrby": "K f 1", "hmget": "K f", "hset": "K f v", "llen": "K", "lpush": "K v",

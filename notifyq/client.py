@@ -107,10 +107,16 @@ class Job(JobBase):
 class QueueBase:
     """What both Queue flavours share: the name, its keys, argument checks."""
 
-    def __init__(self, name: str, max_payload: int) -> None:
+    def __init__(
+        self, name: str, max_payload: int, replicas: int = 0, replica_timeout: float = 1.0
+    ) -> None:
         self.name = check_queue_name(name)
         self.keys = QueueKeys(name)
         self.max_payload = ops.check_int(max_payload, "max_payload")
+        self.durability = ops.durability(replicas, replica_timeout)
+
+    def _enqueue(self, specs: list[ops.JobSpec]) -> ops.Flow[list[tuple[str, bool]]]:
+        return ops.enqueue(self.keys, specs, self.durability)
 
     def _spec(self, payload: Any, **options: Any) -> ops.JobSpec:
         return ops.job_spec(payload, max_payload=self.max_payload, **options)
@@ -152,6 +158,9 @@ class Queue(QueueBase):
 
     ``url`` defaults to ``NOTIFYQ_URL``; with neither, an embedded Valkey server is started
     (see ``notifyq.embedded``). Pass ``client=`` to use a redis-py client you made.
+    With ``replicas=N``, an enqueue returns only once N replicas hold it (``WAIT``, up to
+    ``replica_timeout`` seconds), else raises ``NotReplicated``: a failover then cannot lose
+    an acknowledged job.
     """
 
     def __init__(
@@ -161,8 +170,10 @@ class Queue(QueueBase):
         *,
         client: redis.Redis | None = None,
         max_payload: int = codec.DEFAULT_MAX_PAYLOAD,
+        replicas: int = 0,
+        replica_timeout: float = 1.0,
     ) -> None:
-        super().__init__(name, max_payload)
+        super().__init__(name, max_payload, replicas, replica_timeout)
         self._shared = client is None
         self._backend = (
             shared_backend(url) if client is None else Backend(url or "(client)", client)
@@ -196,7 +207,7 @@ class Queue(QueueBase):
             payload, job_id=job_id, idempotency_key=idempotency_key, delay=delay,
             priority=priority, max_attempts=max_attempts, timeout=timeout, result_ttl=result_ttl,
         )  # fmt: skip
-        [(found, _)] = self._run(ops.enqueue(self.keys, [spec]))
+        [(found, _)] = self._run(self._enqueue([spec]))
         return Job(self, found)
 
     def enqueue_many(
@@ -208,7 +219,7 @@ class Queue(QueueBase):
         """
         jobs: list[Job] = []
         for batch in self._batches(payloads, batch_size, options):
-            jobs += [Job(self, found) for found, _ in self._run(ops.enqueue(self.keys, batch))]
+            jobs += [Job(self, found) for found, _ in self._run(self._enqueue(batch))]
         return jobs
 
     def job(self, job_id: str) -> Job:

@@ -11,7 +11,7 @@ import os
 import re
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import hiredis
@@ -19,6 +19,7 @@ import redis
 from redis.connection import parse_url
 from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
+from . import sentinel
 from .errors import (
     AccessDenied,
     NotifyQError,
@@ -52,13 +53,24 @@ def resolve_url(url: str | None) -> str:
     return embedded.ensure_server()
 
 
+def cluster_scheme(url: str) -> str:
+    """``redis`` or ``rediss`` for a ``redis+cluster://`` or ``rediss+cluster://`` URL, else
+    ``""`` (kept here, not in ``cluster``, which imports this module)."""
+    return {"redis+cluster": "redis", "rediss+cluster": "rediss"}.get(urlsplit(url).scheme, "")
+
+
 def check_url(url: object, what: str = "the Redis URL") -> str:
     """``url`` if redis-py can connect with it; else ``ValidationError`` saying why (redis-py
     would raise a bare ``ValueError``, or fail only at the first command)."""
     if not isinstance(url, str):
         raise ValidationError(f"{what} must be a string, not {type(url).__name__}")
     try:
-        parse_url(url)
+        if sentinel.is_sentinel_url(url):
+            sentinel.parse(url)  # a ValidationError of its own
+        elif cluster_scheme(url):  # a node's URL, as the cluster backend makes them
+            parse_url(urlunsplit(urlsplit(url)._replace(scheme=cluster_scheme(url))))
+        else:
+            parse_url(url)
     except (ValueError, TypeError) as exc:
         raise ValidationError(f"{what} {redact(url)!r} is not a Redis URL: {exc}") from None
     return url
@@ -85,9 +97,17 @@ def redact(url: str) -> str:
 
 def tcp_options(url: str) -> dict[str, object]:
     """Keepalive and health checks for TCP URLs (unix sockets take neither)."""
-    if urlsplit(url).scheme in ("redis", "rediss"):
+    if urlsplit(url).scheme in ("redis", "rediss", "redis+sentinel", "rediss+sentinel"):
         return {"socket_keepalive": True, "health_check_interval": 30}
     return {}
+
+
+def client_for(url: str, **options: Any) -> redis.Redis:
+    """A redis-py client for ``url``: through the sentinels for ``redis+sentinel://``."""
+    options = {**tcp_options(url), **options}
+    if sentinel.is_sentinel_url(url):
+        return sentinel.client(url, **options)
+    return redis.Redis.from_url(url, **options)
 
 
 def reraise(exc: Exception, url: str, op: Op | None = None) -> NoReturn:
@@ -158,12 +178,14 @@ class Backend:
     itself on loopback (docs/design-notes.md). The client's reply callbacks still apply.
     """
 
+    sharded = False  # classic pub/sub (a cluster's backend subscribes per shard)
+
     def __init__(
         self, url: str, client: redis.Redis | None = None, *, owns_client: bool | None = None
     ) -> None:
         self.url = url
         self.owns_client = client is None if owns_client is None else owns_client
-        self.client: redis.Redis = client or redis.Redis.from_url(url, **tcp_options(url))
+        self.client: redis.Redis = client or client_for(url)
         self._hub: WaitHub | None = None
         self._lock = threading.Lock()
         pool = self.client.connection_pool
@@ -179,6 +201,17 @@ class Backend:
 
                 self._hub = WaitHub(self)
             return self._hub
+
+    def pubsub_connection(self, client_name: str) -> Any:
+        """A new connection for pub/sub (not yet connected): no read timeout, named."""
+        pool = self.client.connection_pool
+        kwargs = {**pool.connection_kwargs, "socket_timeout": None, "health_check_interval": 0}
+        return pool.connection_class(**{**kwargs, "client_name": client_name})
+
+    def dedicated(self, name: str) -> Backend:
+        """A backend on the same server with connections of its own, named ``name``, without
+        a read timeout: for a reader that blocks (a listener)."""
+        return Backend(self.url, dedicated_client(self.client, name), owns_client=True)
 
     def run(self, flow: Flow[T]) -> T:
         """Drive a flow: send each operation it yields, hand it the reply."""
@@ -222,6 +255,8 @@ class Backend:
             self._idle.append(conn)
 
     def _send(self, conn: Any, op: Op) -> Any:
+        if not conn.is_connected:  # connect(), not the send's own: a sentinel-managed
+            conn.connect()  # connection asks where the primary is only in connect()
         if isinstance(op, Command | ScriptCall):
             try:
                 return self._call(conn, _args(op, sha=True))
@@ -272,11 +307,16 @@ def shape(client: Any, command: str, reply: Any) -> Any:
 
 
 def reruns(op: Pipeline, replies: list[Any]) -> Iterator[int]:
-    """The pipeline replies to run again with EVAL, in order: scripts the server did not
-    know (not run: safe to run again). Raises the first other error, unless the pipeline
-    takes errors as replies."""
+    """The pipeline calls to run again, in order: scripts the server did not know (not run:
+    safe to run again; they go with EVAL), and with ``op.rerun_after_scripts`` every call
+    after the first of them (a ``WAIT`` must follow the write it waits for). Raises the first
+    other error, unless the pipeline takes errors as replies."""
+    rerunning = False
     for i, reply in enumerate(replies):
         if isinstance(reply, NoScriptError):
+            rerunning = op.rerun_after_scripts
+            yield i
+        elif rerunning:
             yield i
         elif isinstance(reply, Exception) and not op.errors_as_replies:
             raise reply
@@ -287,6 +327,11 @@ def _args(call: Command | ScriptCall, *, sha: bool) -> tuple[Any, ...]:
         return call.args
     head = ("EVALSHA", call.script.sha) if sha else ("EVAL", call.script.source)
     return (*head, len(call.keys), *call.keys, *call.args)
+
+
+def named_client(url: str, name: str) -> redis.Redis:
+    """A client for ``url`` whose connections are named ``name``, without a read timeout."""
+    return client_for(url, client_name=name, socket_timeout=None)
 
 
 def dedicated_client(client: redis.Redis, name: str) -> redis.Redis:
@@ -303,12 +348,19 @@ _shared_lock = threading.Lock()
 
 
 def shared_backend(url: str | None) -> Backend:
-    """The process-wide backend for ``url`` (so all queues share one hub connection)."""
+    """The process-wide backend for ``url`` (so all queues share one hub connection); a
+    ``redis+cluster://`` URL gets a ``cluster.ClusterBackend`` (same methods)."""
     resolved = resolve_url(url)
     with _shared_lock:
         backend = _shared.get(resolved)
         if backend is None:
-            backend = _shared[resolved] = Backend(resolved)
+            from . import cluster
+
+            if cluster.is_cluster_url(resolved):  # duck-typed: the same methods as Backend
+                backend = cast(Backend, cluster.ClusterBackend(resolved))
+            else:
+                backend = Backend(resolved)
+            _shared[resolved] = backend
         return backend
 
 

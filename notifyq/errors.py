@@ -12,6 +12,7 @@ Each error also inherits the builtin it is, so ``except ValueError`` keeps worki
     │   └── JobCancelled                      the job was cancelled
     ├── ResultTimeout (TimeoutError)          Job.wait() ran out of time
     ├── CorruptRecord (ValueError)            Redis holds something notifyq did not write
+    ├── NotReplicated (TimeoutError)          fewer replicas acknowledged an enqueue than asked
     ├── InvalidToken (PermissionError)        a token malformed, forged, expired or for else
     ├── AccessDenied (PermissionError)        the server's ACL rules refuse a command
     └── RedisUnavailable (ConnectionError)    the Redis server cannot be reached
@@ -136,3 +137,18 @@ class RedisUnavailable(NotifyQError, ConnectionError):
         super().__init__(f"Redis unavailable at {url}: {reason}")
         self.url = url
         self.reason = reason
+
+
+class NotReplicated(NotifyQError, TimeoutError):
+    """Fewer replicas than ``Queue(replicas=N)`` acknowledged an enqueue in time.
+
+    The jobs are on the master, but a failover now could lose them: enqueue them again with
+    the same idempotency keys (or job ids) to be sure, which cannot make a second job.
+    """
+
+    def __init__(self, job_ids: list[str], acked: int, wanted: int) -> None:
+        self.job_ids, self.acked, self.wanted = job_ids, acked, wanted
+        super().__init__(
+            f"{len(job_ids)} job(s) enqueued but held by {acked} of the {wanted} replicas "
+            "asked for; enqueue again with the same idempotency key to be sure"
+        )

@@ -51,8 +51,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from . import access, codec, events, ops, protocol, scripts, tokens
-from .asyncio.connection import Backend
+from .asyncio.connection import Backend, new_backend
 from .asyncio.hub import PubSub
+from .cluster import Topology, channel_slot
 from .codec import loose_text, text
 from .connection import redact, resolve_url
 from .errors import AccessDenied, CorruptRecord, InvalidToken, RedisUnavailable, ValidationError
@@ -578,6 +579,49 @@ _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([^\r\n]*?)[ \t]*(?=\r\
 # ---------------------------------------------------------------- the gateway
 
 
+class Fanouts:
+    """The gateway's fan-outs: one ``Fanout`` on a single server; on a Redis Cluster one
+    per shard (sharded pub/sub delivers a channel's messages only on its own shard), each
+    subscription going to the one of its queue's shard."""
+
+    def __init__(self, backend: Backend, limits: Limits) -> None:
+        self._backend, self.limits = backend, limits
+        self._fanouts: dict[int, Fanout] = {}
+        self._topology: Topology | None = None
+
+    async def start(self) -> None:
+        """Connect every fan-out (``RedisUnavailable`` if the server cannot be reached)."""
+        if self._backend.sharded:  # a cluster: its shards, as the slot map has them now
+            self._topology = await self._backend.topology()  # type: ignore[attr-defined]
+            shards = await self._backend.shards()  # type: ignore[attr-defined]
+            self._fanouts = {s.slot: Fanout(s, self.limits) for s in shards}
+        else:
+            self._fanouts = {0: Fanout(self._backend, self.limits)}
+        await asyncio.gather(*(f.start() for f in self._fanouts.values()))
+
+    def _of(self, channel: str) -> Fanout:
+        if self._topology is None:
+            return self._fanouts[0]
+        return self._fanouts[self._topology.shard(channel_slot(channel))]
+
+    def follow(self, sub: Sub) -> None:
+        self._of(sub.channel).follow(sub)
+
+    def unfollow(self, sub: Sub) -> None:
+        self._of(sub.channel).unfollow(sub)
+
+    @property
+    def connected(self) -> bool:
+        return all(f.connected for f in self._fanouts.values())
+
+    @property
+    def counters(self) -> Counter[str]:
+        return sum((f.counters for f in self._fanouts.values()), Counter())
+
+    async def close(self) -> None:
+        await asyncio.gather(*(f.close() for f in self._fanouts.values()))
+
+
 class Gateway:
     """The WebSocket + HTTP gateway. ``async with Gateway(url) as gw: await gw.serve_forever()``.
 
@@ -618,14 +662,14 @@ class Gateway:
         self.sessions: set[Session] = set()
         self.counters: Counter[str] = Counter()
         self._backend: Backend | None = None
-        self._fanout: Fanout | None = None
+        self._fanout: Fanouts | None = None
         self._server: Server | None = None
         self._ticker: asyncio.Task[None] | None = None
 
     # -- life cycle
     async def start(self) -> None:
-        self._backend = Backend(self.url)
-        self._fanout = Fanout(self._backend, self.limits)
+        self._backend = new_backend(self.url)
+        self._fanout = Fanouts(self._backend, self.limits)
         await self._fanout.start()  # RedisUnavailable here: better than serving blind
         try:
             await self._check_access()
@@ -765,7 +809,7 @@ class Gateway:
         self._fanout_now().unfollow(sub)
         session.send(protocol.unsubscribed(request.queue, request.job))
 
-    def _fanout_now(self) -> Fanout:
+    def _fanout_now(self) -> Fanouts:
         assert self._fanout is not None, "start() first"
         return self._fanout
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from .cluster import message_kind, subscribe_commands
 from .codec import text
 from .connection import reraise, wrap
 from .errors import AccessDenied, RedisUnavailable, ResultTimeout
@@ -91,10 +92,7 @@ class WaitHub:
     def _connect(self) -> None:
         if self._conn is not None:
             self._conn.disconnect()  # a send may have reopened the old one: nobody reads it
-        pool = self._backend.client.connection_pool
-        kwargs = {**pool.connection_kwargs, "socket_timeout": None, "health_check_interval": 0}
-        kwargs["client_name"] = HUB_CLIENT_NAME
-        conn = pool.connection_class(**kwargs)
+        conn = self._backend.pubsub_connection(HUB_CLIENT_NAME)
         try:
             conn.connect()
         except (redis.RedisError, OSError) as exc:  # RedisUnavailable, or AccessDenied
@@ -115,11 +113,12 @@ class WaitHub:
         if not self._connected:
             return  # the reader subscribes every wanted channel once it is back
         subscribe, unsubscribe = self._subs.plan()
+        sharded = self._backend.sharded
         try:
-            if subscribe:
-                self._conn.send_command("SUBSCRIBE", *subscribe)
-            if unsubscribe:
-                self._conn.send_command("UNSUBSCRIBE", *unsubscribe)
+            for command in subscribe_commands("SUBSCRIBE", subscribe, sharded):
+                self._conn.send_command(*command)
+            for command in subscribe_commands("UNSUBSCRIBE", unsubscribe, sharded):
+                self._conn.send_command(*command)
         except (redis.ConnectionError, OSError):
             pass  # the reader sees the same failure, reconnects and subscribes again
 
@@ -168,7 +167,7 @@ class WaitHub:
                 self._refused(exc)
                 continue
             delay = 0.05
-            kind, channel = text(reply[0]), text(reply[1]) or ""
+            kind, channel = message_kind(text(reply[0]) or ""), text(reply[1]) or ""
             if kind == "message":
                 with self._lock:
                     waits = self._subs.message(channel)

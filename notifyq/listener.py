@@ -25,7 +25,7 @@ import redis
 from . import access, ops, signals
 from . import events as ev
 from .client import Queue
-from .connection import Backend, dedicated_client, redact, shared_backend
+from .connection import Backend, redact, shared_backend
 from .errors import AccessDenied, CorruptRecord, RedisUnavailable, ValidationError
 from .events import Event
 from .keys import QueueKeys, check_queue_name
@@ -112,10 +112,13 @@ class Listener(ListenerBase):
     ) -> None:
         super().__init__(queues, name, **settings)
         first = queues if isinstance(queues, str | Queue) else queues[0]
-        base = client or (first.client if isinstance(first, Queue) and url is None else None)
-        backend = Backend(url or "(client)", base) if base else shared_backend(url)
-        reader = dedicated_client(backend.client, self.label)
-        self._backend = Backend(backend.url, reader, owns_client=True)
+        if client is not None:
+            backend = Backend(url or "(client)", client)
+        elif isinstance(first, Queue) and url is None:
+            backend = first._backend
+        else:
+            backend = shared_backend(url)
+        self._backend = backend.dedicated(self.label)  # its own connections: it blocks
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

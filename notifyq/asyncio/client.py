@@ -69,8 +69,10 @@ class Queue(QueueBase):
         *,
         client: aioredis.Redis | None = None,
         max_payload: int = codec.DEFAULT_MAX_PAYLOAD,
+        replicas: int = 0,
+        replica_timeout: float = 1.0,
     ) -> None:
-        super().__init__(name, max_payload)
+        super().__init__(name, max_payload, replicas, replica_timeout)
         self._own: Backend | None = Backend(url or "(client)", client) if client else None
         self.url = self._own.url if self._own else resolve_url(url)
 
@@ -101,7 +103,7 @@ class Queue(QueueBase):
             payload, job_id=job_id, idempotency_key=idempotency_key, delay=delay,
             priority=priority, max_attempts=max_attempts, timeout=timeout, result_ttl=result_ttl,
         )  # fmt: skip
-        [(found, _)] = await self._run(ops.enqueue(self.keys, [spec]))
+        [(found, _)] = await self._run(self._enqueue([spec]))
         return Job(self, found)
 
     async def enqueue_many(
@@ -109,7 +111,7 @@ class Queue(QueueBase):
     ) -> list[Job]:
         jobs: list[Job] = []
         for batch in self._batches(payloads, batch_size, options):
-            done = await self._run(ops.enqueue(self.keys, batch))
+            done = await self._run(self._enqueue(batch))
             jobs += [Job(self, found) for found, _ in done]
         return jobs
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import weakref
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
+from .. import sentinel
 from ..connection import _args, pack, reraise, reruns, shape, tcp_options
 from ..ops import Command, Flow, Op, ScriptCall, repeatable
 
@@ -31,16 +32,15 @@ class Backend:
     ``client.execute_command`` (docs/design-notes.md).
     """
 
+    sharded = False  # classic pub/sub (a cluster's backend subscribes per shard)
+
     def __init__(
         self, url: str, client: aioredis.Redis | None = None, *, owns_client: bool | None = None
     ) -> None:
         self.url = url
         self.owns_client = client is None if owns_client is None else owns_client
         if client is None:
-            pool = aioredis.BlockingConnectionPool.from_url(
-                url, max_connections=MAX_CONNECTIONS, timeout=None, **tcp_options(url)
-            )
-            client = aioredis.Redis.from_pool(pool)  # closing the client closes its pool
+            client = client_for(url)
         self.client: aioredis.Redis = client
         self._hub: WaitHub | None = None
         own = client.connection_pool
@@ -56,6 +56,17 @@ class Backend:
 
             self._hub = WaitHub(self)
         return self._hub
+
+    async def pubsub_connection(self, client_name: str) -> Any:
+        """A new connection for pub/sub (not yet connected): no read timeout, named."""
+        pool = self.client.connection_pool
+        kwargs = {**pool.connection_kwargs, "socket_timeout": None, "health_check_interval": 0}
+        return pool.connection_class(**{**kwargs, "client_name": client_name})
+
+    def dedicated(self, name: str) -> Backend:
+        """A backend on the same server with connections of its own, named ``name``, without
+        a read timeout: for a reader that blocks (a listener)."""
+        return Backend(self.url, dedicated_client(self.client, name), owns_client=True)
 
     async def run(self, flow: Flow[T]) -> T:
         """Drive a flow: send each operation it yields, hand it the reply."""
@@ -95,6 +106,8 @@ class Backend:
             self._idle.append(conn)
 
     async def _send(self, conn: Any, op: Op) -> Any:
+        if not conn.is_connected:  # connect(), not the send's own: a sentinel-managed
+            await conn.connect()  # connection asks where the primary is only in connect()
         if isinstance(op, Command | ScriptCall):
             try:
                 return await self._call(conn, _args(op, sha=True))
@@ -140,6 +153,23 @@ def _background(coro: Any) -> None:
     task.add_done_callback(_tasks.discard)
 
 
+def client_for(url: str, **options: Any) -> aioredis.Redis:
+    """A redis-py asyncio client for ``url``: through the sentinels for
+    ``redis+sentinel://``. Its pool blocks, never refuses, when all connections are busy."""
+    options = {**tcp_options(url), **options}
+    if sentinel.is_sentinel_url(url):
+        return sentinel.async_client(url, **options)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=MAX_CONNECTIONS, timeout=None, **options
+    )
+    return aioredis.Redis.from_pool(pool)  # closing the client closes its pool
+
+
+def named_client(url: str, name: str) -> aioredis.Redis:
+    """A client for ``url`` whose connections are named ``name``, without a read timeout."""
+    return client_for(url, client_name=name, socket_timeout=None)
+
+
 def dedicated_client(client: aioredis.Redis, name: str) -> aioredis.Redis:
     """A client on the same server with its own connections, named ``name`` in CLIENT LIST
     and without a read timeout (for blocking reads)."""
@@ -161,8 +191,20 @@ def shared_backend(url: str) -> Backend:
     per_loop = _shared.setdefault(asyncio.get_running_loop(), {})
     backend = per_loop.get(url)
     if backend is None:
-        backend = per_loop[url] = Backend(url)
+        backend = per_loop[url] = new_backend(url)
     return backend
+
+
+def new_backend(url: str) -> Backend:
+    """A backend of its own for ``url``: a ``cluster.ClusterBackend`` (the same methods)
+    for a ``redis+cluster://`` URL."""
+    from .. import cluster
+
+    if cluster.is_cluster_url(url):
+        from .cluster import ClusterBackend
+
+        return cast(Backend, ClusterBackend(url))
+    return Backend(url)
 
 
 async def close_shared() -> None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import redis
 
+from ..cluster import message_kind, subscribe_commands
 from ..codec import text
 from ..connection import reraise, wrap
 from ..errors import AccessDenied, RedisUnavailable, ResultTimeout
@@ -94,11 +95,8 @@ class PubSub(Generic[W]):
 
     # -- I/O
     async def _connect(self) -> None:
-        pool = self._backend.client.connection_pool
-        kwargs = {**pool.connection_kwargs, "socket_timeout": None, "health_check_interval": 0}
-        kwargs["client_name"] = self._client_name
-        conn = pool.connection_class(**kwargs)
         try:
+            conn = await self._backend.pubsub_connection(self._client_name)
             await conn.connect()
         except (redis.RedisError, OSError) as exc:  # RedisUnavailable, or AccessDenied
             await conn.disconnect()
@@ -112,11 +110,12 @@ class PubSub(Generic[W]):
             self._write.clear()
             await self._connected.wait()
             subscribe, unsubscribe = self._subs.plan()
+            sharded = self._backend.sharded
             try:
-                if subscribe:
-                    await self._conn.send_command("SUBSCRIBE", *subscribe)
-                if unsubscribe:
-                    await self._conn.send_command("UNSUBSCRIBE", *unsubscribe)
+                for command in subscribe_commands("SUBSCRIBE", subscribe, sharded):
+                    await self._conn.send_command(*command)
+                for command in subscribe_commands("UNSUBSCRIBE", unsubscribe, sharded):
+                    await self._conn.send_command(*command)
             except (redis.ConnectionError, OSError):
                 pass  # the reader sees it too, resets and reconnects
 
@@ -151,7 +150,7 @@ class PubSub(Generic[W]):
                 self._refusal(exc)
                 continue
             delay = 0.05
-            kind, channel = text(reply[0]), text(reply[1]) or ""
+            kind, channel = message_kind(text(reply[0]) or ""), text(reply[1]) or ""
             if kind == "message":
                 self._message(channel, reply[2])
             elif kind == "subscribe":

@@ -24,7 +24,7 @@ from ..errors import AccessDenied, CorruptRecord, RedisUnavailable
 from ..events import Event
 from ..listener import MAX_PAUSE, ListenerBase
 from .client import Queue
-from .connection import Backend, dedicated_client, shared_backend
+from .connection import Backend, shared_backend
 
 log = logging.getLogger("notifyq.listener")
 
@@ -96,8 +96,7 @@ class Listener(ListenerBase):
         self._stopping = False
         base = Backend(self._url or "(client)", self._client) if self._client else None
         base = base or shared_backend(self._url or "")
-        reader = dedicated_client(base.client, self.label)
-        self._backend = Backend(base.url, reader, owns_client=True)
+        self._backend = base.dedicated(self.label)  # its own connections: it blocks
         await self._join()
 
     async def _join(self) -> None:

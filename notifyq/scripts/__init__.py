@@ -3,6 +3,10 @@
 Each script is ``_prelude.lua`` (shared helpers) followed by its own file. Scripts are
 called with EVALSHA; the SHA1 is computed here, so no round trip is needed to learn it,
 and a server that does not know a script (restarted, flushed) gets it by EVAL.
+
+Each script also has a *sharded* flavour, for Redis Cluster: the same source with
+``SPUBLISH`` for ``PUBLISH``, so that a queue's messages are published on the shard that
+holds its keys and reach only the subscribers of that shard (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ class Script:
     #: Every command the script can call, lower-case, a subcommand as ``xgroup|create``
     #: (its own calls and those of the prelude functions it uses): its ACL needs.
     commands: frozenset[str] = frozenset()
+    sharded: Script | None = None  # the flavour for Redis Cluster (SPUBLISH)
+
+
+_CLASSIC = "local PUBLISH = 'PUBLISH'"
 
 
 #: ``redis.call('HSET', ...)``, ``redis.pcall(...)``, ``pcall(redis.call, 'XGROUP', 'CREATE', ...)``
@@ -32,7 +40,7 @@ _FUNCTION = re.compile(r"^local function (\w+)\(.*?^end$", re.MULTILINE | re.DOT
 
 def calls(code: str) -> set[str]:
     """The commands ``redis.call`` and ``redis.pcall`` run in a piece of Lua."""
-    found = set()
+    found = {"publish"} if "redis.call(PUBLISH," in code else set()  # the prelude's constant
     for name, sub in _CALL.findall(code):
         name = name.lower()
         found.add(f"{name}|{sub.lower()}" if sub and name in _CONTAINERS else name)
@@ -58,8 +66,21 @@ def _load(name: str) -> Script:
     prelude = folder.joinpath("_prelude.lua").read_text(encoding="utf-8")
     body = folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
     source = f"{prelude}\n{body}"
-    sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324
-    return Script(name, source, sha, _commands(prelude, body))
+    if source.count(_CLASSIC) != 1:
+        raise RuntimeError(f"{name}.lua: the prelude must name the publish command once")
+    commands = _commands(prelude, body)
+    sharded = _script(
+        name,
+        source.replace(_CLASSIC, "local PUBLISH = 'SPUBLISH'"),
+        frozenset("spublish" if c == "publish" else c for c in commands),
+    )
+    return _script(name, source, commands, sharded)
+
+
+def _script(
+    name: str, source: str, commands: frozenset[str], sharded: Script | None = None
+) -> Script:
+    return Script(name, source, hashlib.sha1(source.encode()).hexdigest(), commands, sharded)  # noqa: S324
 
 
 ENQUEUE = _load("enqueue")

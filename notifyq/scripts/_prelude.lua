@@ -6,6 +6,9 @@ local function now_ms()
 end
 
 local DEFAULT_EVENTS_MAXLEN = 10000
+-- PUBLISH, or SPUBLISH in the flavour loaded on a Redis Cluster (notifyq/scripts/__init__.py):
+-- sharded pub/sub keeps a queue's messages on the shard that holds its keys
+local PUBLISH = 'PUBLISH'
 local events_maxlen = nil
 -- The quarantine list keeps this many entries, the newest.
 local MAX_QUARANTINE = 10000
@@ -117,7 +120,7 @@ local function emit(base, queue, etype, id, attempt, now, extra)
     '","attempt":' .. int(attempt) .. ',"ts":' .. now .. ',"seq":' .. seq .. extra
   local eid = redis.call('XADD', base .. 'events', 'MAXLEN', '~', events_maxlen, '*',
     'e', '{"v":1,' .. body .. '}')
-  redis.call('PUBLISH', base .. 'events', '{"v":1,"event_id":"' .. eid .. '",' .. body .. '}')
+  redis.call(PUBLISH, base .. 'events', '{"v":1,"event_id":"' .. eid .. '",' .. body .. '}')
   return eid
 end
 
@@ -157,7 +160,7 @@ local function finish(base, queue, id, status, field, json, now, known)
     end
   end
   count(base, status)
-  redis.call('PUBLISH', base .. 'done:' .. id, value)
+  redis.call(PUBLISH, base .. 'done:' .. id, value)
   emit(base, queue, status, id, attempt or 0, now, ',"' .. field .. '":' .. json)
   return value
 end

@@ -5,7 +5,25 @@
 --   id, payload, priority, delay_ms, max_attempts, timeout_ms, result_ttl_s, idem key or ''
 -- Returns per job: {id, 1 if created / 0 if it already existed}
 local base, queue, n = KEYS[1], ARGV[1], tonumber(ARGV[2])
-local bad = check_keys(base, PENDING, {'delayed', 'stats', 'events', 'config', 'wake'})
+-- the queue keys this call writes: each job's pending list (or delayed), the counters,
+-- the events, and the wake list when a job goes to a pending list
+local writes, seen = {'stats', 'events', 'config'}, {}
+for i = 0, n - 1 do
+  local a = 3 + 8 * i
+  local name = 'delayed'
+  if tonumber(ARGV[a + 3]) <= 0 then
+    name = string.sub(pending_key(base, ARGV[a + 2]), #base + 1)
+  end
+  if not seen[name] then
+    seen[name] = true
+    writes[#writes + 1] = name
+    if name ~= 'delayed' and not seen.wake then
+      seen.wake = true
+      writes[#writes + 1] = 'wake'
+    end
+  end
+end
+local bad = check_keys(base, writes)
 if bad then return bad end
 for i = 0, n - 1 do
   local idem_key = KEYS[3 + 2 * i]

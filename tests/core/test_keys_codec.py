@@ -46,7 +46,7 @@ def test_bad_job_ids_are_refused(bad: object) -> None:
 # ---------------------------------------------------------------- codec, fuzzed
 
 #: Bounded so that each property runs in a second or two, in CI too.
-FUZZ = settings(max_examples=300, deadline=1000)
+FUZZ = settings(max_examples=300, deadline=None)  # bounded by count: CI machines vary
 
 #: What Python code may hand to encode: JSON values, and what JSON cannot hold.
 anything = st.recursive(

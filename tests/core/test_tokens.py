@@ -59,7 +59,7 @@ def test_garbage_is_a_clean_refusal(bad: object) -> None:
 # ---------------------------------------------------------------- fuzz
 
 #: Bounded so that each property runs in a second or two, in CI too.
-FUZZ = settings(max_examples=300, deadline=1000)
+FUZZ = settings(max_examples=300, deadline=None)  # bounded by count: CI machines vary
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 VALID = [tokens.issue(SECRET, "orders", "job-a", ttl=600, now=1000), tokens.issue(SECRET, "q")]
 

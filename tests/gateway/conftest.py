@@ -24,6 +24,8 @@ from notifyq import tokens
 from notifyq.asyncio import connection as aconnection
 from notifyq.gateway import CLIENT_NAME, Gateway, Limits
 
+from ..support import server_of
+
 SECRET = b"gateway-tests-secret-0123456789"
 TIMEOUT = 10.0  # seconds any one expected message may take
 TERMINAL = {"completed", "dead", "cancelled"}
@@ -276,6 +278,6 @@ def stream_events(r: redis.Redis, queue: str, after: str = "0-0") -> list[Messag
     return found
 
 
-def gateway_connections(r: redis.Redis) -> list[dict[str, Any]]:
-    """The server's clients named as a gateway's pub/sub connection."""
-    return [c for c in r.client_list() if c.get("name") == CLIENT_NAME]
+def gateway_connections(r: redis.Redis, queue: str) -> list[dict[str, Any]]:
+    """The clients named as a gateway's pub/sub connection on the server holding ``queue``."""
+    return [c for c in server_of(r, queue).client_list() if c.get("name") == CLIENT_NAME]

@@ -23,6 +23,7 @@ import notifyq.asyncio as anq
 from notifyq import protocol, tokens
 from notifyq.gateway import Gateway, Limits
 
+from ..support import server_of, subscribers
 from .conftest import (
     TIMEOUT,
     Client,
@@ -591,7 +592,7 @@ async def test_a_thousand_clients_each_get_their_own_result_over_one_pubsub_conn
     start_worker: StartWorker,
 ) -> None:
     count = 1000
-    others = {c["id"] for c in gateway_connections(r)}  # gateways of other processes
+    others = {c["id"] for c in gateway_connections(r, name)}  # gateways of other processes
     gw = await gateway()
     jobs = await aqueue.enqueue_many([{"n": i} for i in range(count)])
     opening = asyncio.Semaphore(50)
@@ -605,9 +606,9 @@ async def test_a_thousand_clients_each_get_their_own_result_over_one_pubsub_conn
     clients = await asyncio.gather(*(follow(j) for j in jobs))
     assert gw.stats()["clients"] == count
     channel = f"nq:{{{name}}}:events"
-    [mine] = [c for c in gateway_connections(r) if c["id"] not in others]
-    assert mine["sub"] == "1"  # one channel for the whole queue
-    assert r.pubsub_numsub(channel) == [(channel.encode(), 1)]
+    [mine] = [c for c in gateway_connections(r, name) if c["id"] not in others]
+    assert int(mine["sub"]) + int(mine.get("ssub", 0)) == 1  # one channel for the whole queue
+    assert subscribers(r, name, channel) == 1
 
     start_worker(echo, concurrency=50)
 
@@ -638,7 +639,7 @@ async def test_events_missed_while_the_pubsub_connection_is_down_are_replayed(
     r: redis.Redis,
     start_worker: StartWorker,
 ) -> None:
-    others = {c["id"] for c in gateway_connections(r)}
+    others = {c["id"] for c in gateway_connections(r, name)}
     gw = await gateway()
     steps = Steps()
     job = await aqueue.enqueue("x")
@@ -650,8 +651,8 @@ async def test_events_missed_while_the_pubsub_connection_is_down_are_replayed(
     got += await c.events(1)  # progress 1
     received = gw.stats()["events"]  # messages that came over pub/sub so far
 
-    [conn] = [x for x in gateway_connections(r) if x["id"] not in others]
-    assert r.client_kill_filter(_id=conn["id"]) == 1
+    [conn] = [x for x in gateway_connections(r, name) if x["id"] not in others]
+    assert server_of(r, name).client_kill_filter(_id=conn["id"]) == 1
     # The gateway waits before it reconnects: these happen while it is away.
     await steps.step()
     await steps.step()
@@ -662,7 +663,7 @@ async def test_events_missed_while_the_pubsub_connection_is_down_are_replayed(
     assert types(got) == ["started", "progress", "progress", "progress", "completed"]
     assert got == stream_events(r, name, after=state["event_id"])
     assert gw.stats()["events"] < received + 3, "no event came by replay"
-    [again] = [x for x in gateway_connections(r) if x["id"] not in others]
+    [again] = [x for x in gateway_connections(r, name) if x["id"] not in others]
     assert again["id"] != conn["id"]
 
 
@@ -674,7 +675,7 @@ async def test_a_storm_of_events_across_a_lost_pubsub_connection_loses_none(
     r: redis.Redis,
     start_worker: StartWorker,
 ) -> None:
-    others = {c["id"] for c in gateway_connections(r)}
+    others = {c["id"] for c in gateway_connections(r, name)}
     gw = await gateway()
     storm = Storm()
     job = await aqueue.enqueue(None)
@@ -685,9 +686,11 @@ async def test_a_storm_of_events_across_a_lost_pubsub_connection_loses_none(
 
     # Events go on while the gateway reconnects, re-subscribes and replays what it
     # missed: those it replays and those it is sent live meet without gap or repeat.
-    [conn] = [x for x in gateway_connections(r) if x["id"] not in others]
-    r.client_kill_filter(_id=conn["id"])
-    await until(lambda: any(x["id"] not in others | {conn["id"]} for x in gateway_connections(r)))
+    [conn] = [x for x in gateway_connections(r, name) if x["id"] not in others]
+    server_of(r, name).client_kill_filter(_id=conn["id"])
+    await until(
+        lambda: any(x["id"] not in others | {conn["id"]} for x in gateway_connections(r, name))
+    )
     got += await c.events(50)  # some sent after the catch-up, live
     storm.stop()
     got += await c.until_done(job.id, limit=50_000)
@@ -702,7 +705,7 @@ async def test_a_queue_followed_across_a_lost_pubsub_connection_loses_no_event(
     name: str,
     r: redis.Redis,
 ) -> None:
-    others = {c["id"] for c in gateway_connections(r)}
+    others = {c["id"] for c in gateway_connections(r, name)}
     gw = await gateway()
     await aqueue.enqueue("mark")
     since = newest_event(r, name)
@@ -720,9 +723,11 @@ async def test_a_queue_followed_across_a_lost_pubsub_connection_loses_no_event(
 
     producer = asyncio.create_task(produce())
     got = await c.events(200)
-    [conn] = [x for x in gateway_connections(r) if x["id"] not in others]
-    r.client_kill_filter(_id=conn["id"])
-    await until(lambda: any(x["id"] not in others | {conn["id"]} for x in gateway_connections(r)))
+    [conn] = [x for x in gateway_connections(r, name) if x["id"] not in others]
+    server_of(r, name).client_kill_filter(_id=conn["id"])
+    await until(
+        lambda: any(x["id"] not in others | {conn["id"]} for x in gateway_connections(r, name))
+    )
     got += await c.events(400)
     stop.set()
     batches = await producer
@@ -742,7 +747,7 @@ async def test_a_subscription_far_behind_costs_the_others_no_gap(
     batch. One whose position is more than ``Limits.replay`` entries back gets a gap (and
     a fresh state); the others, whose own replay is short, are caught up without one."""
     await aqueue.set_events_maxlen(100_000)  # the stream keeps everything: nothing trimmed
-    others = {c["id"] for c in gateway_connections(r)}
+    others = {c["id"] for c in gateway_connections(r, name)}
     gw = await gateway(limits=Limits(replay=1000))
     waiting = await aqueue.enqueue("waits a long time")
     behind = await client(gw)
@@ -752,8 +757,8 @@ async def test_a_subscription_far_behind_costs_the_others_no_gap(
     current = await client(gw)
     await current.follow(job_token(name, recent.id), name, recent.id)
 
-    [conn] = [x for x in gateway_connections(r) if x["id"] not in others]
-    r.client_kill_filter(_id=conn["id"])
+    [conn] = [x for x in gateway_connections(r, name) if x["id"] not in others]
+    server_of(r, name).client_kill_filter(_id=conn["id"])
     await behind.expect("gap", queue=name, job=waiting.id, after=old["event_id"])
     await behind.expect("state", queue=name, job=waiting.id, state="queued")
     await current.quiet()  # no gap and no state: it was caught up from its own position

@@ -58,7 +58,8 @@ async def test_tampered_and_truncated_tokens_are_refused_over_websocket_and_http
         "another queue": (tampered(token, q=f"{name}-x"), mine.id, "bad signature"),
         "the whole queue": (tampered(token, s="queue", j=""), other.id, "bad signature"),
         "a later expiry": (tampered(token, e=int(time.time()) + 10**6), mine.id, "bad signature"),
-        "signature cut short": (token[:-1], mine.id, "malformed"),  # not canonical base64url
+        # malformed or a bad signature, as the cut falls on the base64url's last bits
+        "signature cut short": (token[:-1], mine.id, ""),
         "payload cut short": (token[5:], mine.id, ""),
         "no signature": (token.split(".")[0], mine.id, "malformed"),
     }

@@ -11,6 +11,8 @@ import redis
 import notifyq
 from notifyq import Queue, ops
 
+from ..support import Subscriber
+
 
 def stream(r: redis.Redis, queue: Queue, job: notifyq.Job | None = None) -> list[dict]:
     out = []
@@ -96,11 +98,10 @@ def test_cancel_release_and_requeue(queue: Queue, r: redis.Redis) -> None:
 
 
 def test_events_are_also_published(queue: Queue, r: redis.Redis) -> None:
-    sub = r.pubsub()
-    sub.subscribe(queue.keys.events)
-    assert sub.get_message(timeout=5)["type"] == "subscribe"
+    sub = Subscriber(r, queue.name, queue.keys.events)
+    assert sub.get(timeout=5)["type"] == "subscribe"
     job = queue.enqueue("p")
-    message = sub.get_message(timeout=5)
+    message = sub.get(timeout=5)
     sub.close()
     published = json.loads(message["data"])
     [stored] = stream(r, queue, job)

