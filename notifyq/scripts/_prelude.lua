@@ -64,10 +64,12 @@ local function pending_key(base, priority)
 end
 
 -- Add to a lifetime counter of the queue. A counter that something else overwrote with a
--- value that is not an integer starts again from this count, rather than failing the script.
+-- value that is not an integer starts again from this count, rather than failing the script;
+-- a stats key that is not a hash loses the count (so scripts need no TYPE check of it).
 local function count(base, field, n)
   if not pcall(redis.call, 'HINCRBY', base .. 'stats', field, n or 1) then
-    redis.call('HSET', base .. 'stats', field, n or 1)
+    -- the field held something else: start again; the whole key did: the count is lost
+    pcall(redis.call, 'HSET', base .. 'stats', field, n or 1)
   end
 end
 
@@ -180,8 +182,11 @@ local function dead(base, queue, id, error_json, now)
 end
 
 -- Idle workers block on the wake list; it holds at most one token.
+-- A wake list something else overwrote is left alone: idle workers then find new jobs at
+-- their next look (``tick``), and the script needs no TYPE check of it before writing.
 local function wake(base)
-  if redis.call('LLEN', base .. 'wake') == 0 then
+  local ok, n = pcall(redis.call, 'LLEN', base .. 'wake')
+  if ok and n == 0 then
     redis.call('LPUSH', base .. 'wake', '1')
   end
 end

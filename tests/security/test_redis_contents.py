@@ -615,3 +615,15 @@ async def test_the_http_api_answers_500_for_a_queue_it_cannot_read(
     assert post.status == 500 and "pending:normal holds a string" in post.json()["error"]
     assert failures.messages == []  # answered, not a failure inside the server
     assert (await fetch(gw, "/healthz")).status == 200
+
+
+@pytest.mark.parametrize("key", ["stats", "wake"])
+def test_enqueue_over_a_foreign_counters_or_wake_key_still_queues_the_job(
+    queue: Queue, r: redis.Redis, key: str
+) -> None:
+    """Those two cost a count or a wake-up, never the job: enqueue checks no type for them."""
+    r.set(f"{queue.keys.base}{key}", "something else")
+    job = queue.enqueue(3)
+    assert job.status() == "queued"
+    assert r.lrange(queue.keys.pending("normal"), 0, -1) == [job.id.encode()]
+    assert r.get(f"{queue.keys.base}{key}") == b"something else"  # left as it was
