@@ -40,6 +40,8 @@ MAX_PROGRESS = 64 * 1024  # bytes of encoded progress value
 #: the wrong type): it waits 0.1 s, then twice as long each time, up to this.
 MAX_PAUSE = 5.0
 
+#: Backoff jitter from a generator of our own: the process's global one is left alone.
+_jitter = random.Random()
 log = logging.getLogger("notifyq.worker")
 
 
@@ -148,7 +150,7 @@ def failed(exc: BaseException, claim: ops.Claim, policy: Policy) -> Settlement:
         return Settlement("cancelled", error_json(exc, with_traceback=False))
     if isinstance(exc, CorruptRecord):
         return Settlement("dead", error_json(exc, with_traceback=False))
-    delay = ops.backoff(claim.attempt, policy.backoff_base, policy.backoff_cap, random.random())
+    delay = ops.backoff(claim.attempt, policy.backoff_base, policy.backoff_cap, _jitter.random())
     return Settlement("retry", error_json(exc), round(delay * 1000))
 
 

@@ -29,7 +29,7 @@ from .support import running
 
 #: Test folders whose tests also run against a Redis Cluster (the ``cluster`` marker), but
 #: for those marked ``standalone``.
-CLUSTER_FOLDERS = ("sync", "asyncio", "core", "gateway")
+CLUSTER_FOLDERS = ("sync", "asyncio", "gateway")  # tests/core talks to no server
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
