@@ -292,6 +292,8 @@ class Backend:
             self._idle.pop().disconnect()
         if self.owns_client:  # a client you passed in stays yours to close
             self.client.close()
+            for watcher in sentinel.watchers(self.client):  # their connections, too
+                watcher.close()
 
 
 def pack(args: tuple[Any, ...]) -> bytes:

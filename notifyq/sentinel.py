@@ -90,3 +90,10 @@ def _safe(url: str) -> str:
     from .connection import redact
 
     return redact(url)
+
+
+def watchers(client: Any) -> list[Any]:
+    """The clients of the sentinels behind a client made here (none for other clients):
+    closing the primary's client leaves their connections open."""
+    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    return list(manager.sentinels) if manager is not None else []

@@ -142,6 +142,8 @@ class Backend:
             await self._idle.pop().disconnect()
         if self.owns_client:  # a client you passed in stays yours to close
             await self.client.aclose()
+            for watcher in sentinel.watchers(self.client):  # their connections, too
+                await watcher.aclose()
 
 
 _tasks: set[asyncio.Task[Any]] = set()
