@@ -21,6 +21,7 @@ from .errors import (
     ResultNotReady,
     ResultTimeout,
     SerializationError,
+    ServerFull,
     ValidationError,
 )
 from .events import Event
@@ -49,6 +50,7 @@ __all__ = [
     "ResultNotReady",
     "ResultTimeout",
     "SerializationError",
+    "ServerFull",
     "ValidationError",
     "Worker",
     "signals",

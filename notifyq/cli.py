@@ -14,6 +14,7 @@ Commands::
     dead list|requeue|purge  the dead-letter list of a queue
     cancel JOB_ID            cancel a job
     pause QUEUE, resume QUEUE
+    check                    what the server's settings mean for the guarantees
     server start|stop|status the embedded per-user Valkey server
     gateway                  serve browsers: job events over WebSocket, a small HTTP API
     demo                     see notifyq work in a browser, on a throwaway server
@@ -49,7 +50,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import IntEnum
 from typing import Any, TextIO
 
@@ -159,6 +160,29 @@ def cmd_stats(args: argparse.Namespace) -> int:
     else:
         _print_stats_table(stats)
     return Exit.OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """What the server's settings mean for the guarantees; exit 1 if one breaks them."""
+    from . import preflight
+
+    results = preflight.check(connection.shared_backend(args.url))
+    if args.json:
+        _print_json(
+            [
+                {"server": server, "findings": [asdict(f) for f in findings]}
+                for server, findings in results
+            ]
+        )
+    else:
+        for server, findings in results:
+            print(f"server {server}")
+            _print_table(
+                ["  LEVEL", "TOPIC", "FINDING"],
+                [[f"  {f.level}", f.topic, f.message] for f in findings],
+            )
+    every = [f for _, findings in results for f in findings]
+    return Exit.FAILED if preflight.worst(every) == preflight.ERROR else Exit.OK
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
@@ -723,6 +747,9 @@ COMMANDS: dict[str, Command | Group] = {
     }),
     "cancel": Command(cmd_cancel, "cancel a job (a running one is told to stop)", [
         JOB_ID, JOB_QUEUE,
+    ]),
+    "check": Command(cmd_check, "check the server's settings against notifyq's guarantees", [
+        AS_JSON,
     ]),
     "pause": Command(cmd_pause, "stop workers from claiming jobs of a queue", [QUEUE]),
     "resume": Command(cmd_resume, "let workers claim jobs of a paused queue again", [QUEUE]),

@@ -25,7 +25,7 @@ from .errors import (
     NotifyQError,
     RedisUnavailable,
     ValidationError,
-    corrupt_reply,
+    reply_error,
 )
 from .ops import Command, Flow, Op, Pipeline, ScriptCall, repeatable
 
@@ -128,7 +128,7 @@ def wrap(exc: Exception, url: str, op: Op | None = None) -> Exception:
     if is_refusal(exc):
         return AccessDenied(redact(url), refused(op, str(exc)), str(exc))
     if isinstance(exc, ResponseError):
-        return corrupt_reply(str(exc)) or exc
+        return reply_error(exc, redact(url))
     return exc
 
 

@@ -16,6 +16,7 @@ Each error also inherits the builtin it is, so ``except ValueError`` keeps worki
     ├── InvalidToken (PermissionError)        a token malformed, forged, expired or for else
     ├── AccessDenied (PermissionError)        the server's ACL rules refuse a command
     └── RedisUnavailable (ConnectionError)    the Redis server cannot be reached
+        └── ServerFull                        it is out of memory and refuses writes
 
 redis-py errors are wrapped with ``raise ... from exc`` so the cause stays visible.
 """
@@ -23,6 +24,8 @@ redis-py errors are wrapped with ``raise ... from exc`` so the cause stays visib
 from __future__ import annotations
 
 from typing import Any
+
+from redis.exceptions import OutOfMemoryError
 
 
 class NotifyQError(Exception):
@@ -137,6 +140,31 @@ class RedisUnavailable(NotifyQError, ConnectionError):
         super().__init__(f"Redis unavailable at {url}: {reason}")
         self.url = url
         self.reason = reason
+
+
+class ServerFull(RedisUnavailable):
+    """The Redis server reached ``maxmemory`` (under ``noeviction``) and refuses writes:
+    enqueues, claims and results alike, until memory is freed. The refused call wrote
+    nothing: a script is refused at its first write, before any change. Workers treat it as
+    an outage (they retry); ``notifyq check`` and docs/production.md cover the settings."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        where = f" at {url}" if url else ""
+        ConnectionError.__init__(
+            self,
+            f"Redis server{where} is full (maxmemory reached): it refuses writes until "
+            f"memory is freed ({reason})",
+        )
+        self.url = url
+        self.reason = reason
+
+
+def reply_error(reply: Exception, url: str = "") -> Exception:
+    """The notifyq error an error reply stands for (``CorruptRecord``, ``ServerFull``), or
+    the reply itself: for pipelines that hand errors to the flow instead of raising."""
+    if isinstance(reply, OutOfMemoryError):
+        return ServerFull(url, str(reply).split(". script:")[0])
+    return corrupt_reply(str(reply)) or reply
 
 
 class NotReplicated(NotifyQError, TimeoutError):

@@ -28,7 +28,7 @@ from .errors import (
     NotifyQError,
     RedisUnavailable,
     ValidationError,
-    corrupt_reply,
+    reply_error,
 )
 from .keys import QueueKeys, check_job_id, check_queue_name
 from .ops import Settlement
@@ -300,7 +300,7 @@ class WorkerBase:
                 for i, verdict in zip(mine, reply, strict=True):
                     verdicts[i] = text(verdict) or ""
         for (keys, _), reply in zip(upkeep, replies[len(renewals) :], strict=True):
-            self._trouble(keys, "housekeeping", reply)
+            self._trouble(keys, "run housekeeping", reply)
         return verdicts
 
     def _trouble(self, keys: QueueKeys, what: str, reply: Any) -> bool:
@@ -312,7 +312,7 @@ class WorkerBase:
                 del self._troubles[(keys.queue, what)]
                 log.info("queue %s: %s works again", keys.queue, what)
             return True
-        error = str(corrupt_reply(str(reply)) or reply)
+        error = str(reply_error(reply))
         if error != known:
             self._troubles[(keys.queue, what)] = error
             log.error("queue %s: cannot %s: %s", keys.queue, what, error)

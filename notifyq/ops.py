@@ -31,7 +31,7 @@ from .errors import (
     NotReplicated,
     ResultNotReady,
     ValidationError,
-    corrupt_reply,
+    reply_error,
 )
 from .keys import PRIORITIES, QueueKeys, check_job_id
 
@@ -527,7 +527,7 @@ def settle(outcomes: Sequence[tuple[Claim, Settlement]]) -> Flow[list[str | Exce
     for indexes, reply in zip(by_queue.values(), replies, strict=True):
         if isinstance(reply, Exception):
             for i in indexes:
-                states[i] = corrupt_reply(str(reply)) or reply
+                states[i] = reply_error(reply)
             continue
         for i, state in zip(indexes, reply, strict=True):
             states[i] = text(state) or ""

@@ -18,6 +18,7 @@ from ..errors import (
     ResultNotReady,
     ResultTimeout,
     SerializationError,
+    ServerFull,
     ValidationError,
 )
 from .client import Job, Queue
@@ -43,6 +44,7 @@ __all__ = [
     "ResultNotReady",
     "ResultTimeout",
     "SerializationError",
+    "ServerFull",
     "ValidationError",
     "Worker",
     "signals",
