@@ -250,6 +250,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         settings["lease"] = args.lease
     if args.timeout is not None:
         settings["timeout"] = args.timeout
+    if args.windows is not None:
+        settings["windows"] = args.windows
+    if args.timezone is not None:
+        settings["timezone"] = args.timezone
     live = LiveLine(sys.stderr) if args.burst and sys.stderr.isatty() else None
     _setup_logging(live)
 
@@ -716,6 +720,11 @@ COMMANDS: dict[str, Command | Group] = {
         arg("--burst", action="store_true", help="stop once no job is left to do"),
         arg("--lease", type=_seconds, metavar="S", help="lease on a claimed job (default: 30)"),
         arg("--timeout", type=_seconds, metavar="S", help="default limit for one attempt"),
+        arg("--window", dest="windows", action="append", metavar="HH:MM-HH:MM",
+            help="claim jobs only inside this range of local time, e.g. 05:00-24:00 or "
+            "22:00-02:00; repeat for several (default: any time)"),
+        arg("--timezone", metavar="ZONE",
+            help="IANA time zone of the windows, e.g. Europe/Paris (default: UTC)"),
     ]),
     "result": Command(cmd_result, "print a finished job's result (never waits)", [
         JOB_ID, JOB_QUEUE,

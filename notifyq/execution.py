@@ -15,7 +15,7 @@ import random
 import re
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,7 @@ from .errors import (
 )
 from .keys import QueueKeys, check_job_id, check_queue_name
 from .ops import Settlement
+from .windows import Clock, Gate
 
 Handler = Callable[..., Any]
 
@@ -210,6 +211,9 @@ class WorkerBase:
         backoff: tuple[float, float] = (1.0, 300.0),
         max_result: int = codec.DEFAULT_MAX_RESULT,
         name: str | None = None,
+        windows: str | Sequence[str] | None = None,
+        timezone: str | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if isinstance(queues, str) or hasattr(queues, "keys"):
             queues = [queues]
@@ -235,6 +239,21 @@ class WorkerBase:
         self.processed = 0
         self._takes_job, self._is_async = takes_job(handler), is_async(handler)
         self._troubles: dict[tuple[str, str], str] = {}  # (queue, what) -> error last logged
+        self._gate = Gate.for_worker(windows, timezone, clock, [k.queue for k in self.keys])
+
+    def _window_pause(self, burst: bool, busy: bool) -> float | None:
+        """What the claim loop does about the worker's windows (``notifyq.windows``): 0,
+        claim now; seconds to wait (at most a tick, so ``stop()`` is prompt and the clock is
+        read again) before it looks again; None, stop: a burst worker outside its windows
+        that runs no job. Jobs already running go on, their leases renewed, and housekeeping
+        goes on too: only claiming waits."""
+        closed = self._gate.closed_for()
+        if not closed:
+            return 0.0
+        if burst and not busy:
+            log.info("worker %s: burst run ends here: its window is closed", self.id)
+            return None
+        return min(closed, self.policy.tick)
 
     def _args(self, job: Any) -> tuple[Any, ...]:
         return (job.payload, job) if self._takes_job else (job.payload,)

@@ -143,7 +143,8 @@ class Worker(WorkerBase):
 
     ``lease``: seconds a claim holds unless renewed (renewed every ``min(lease/3, 1s)``);
     ``timeout``: default per-job limit; ``grace``: seconds running jobs get at shutdown;
-    ``backoff``: (base, cap) seconds of the retry delay; ``url``/``client`` as ``Queue``.
+    ``backoff``: (base, cap) seconds of the retry delay; ``url``/``client`` as ``Queue``;
+    ``windows``, ``timezone``, ``clock``: claim only inside these hours (``notifyq.windows``).
     """
 
     def __init__(
@@ -228,6 +229,13 @@ class Worker(WorkerBase):
                 if not checked:  # AccessDenied ends the worker before it touches a job
                     self._backend.run(self._access_flow(self._backend.url))
                     checked = True
+                pause = self._window_pause(burst, busy=bool(self._running))
+                if pause is None:
+                    return
+                if pause:  # outside its windows: claim nothing, look again soon
+                    block = 0.0
+                    self._stop.wait(pause)
+                    continue
                 free = self.concurrency - len(self._running)
                 if free <= 0:
                     with self._changed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import pathlib
@@ -412,3 +413,50 @@ def test_gateway_serves_until_sigterm(cli: Cli) -> None:
         if proc.poll() is None:
             proc.kill()
         proc.communicate()  # reap it and close its pipes
+
+
+# ------------------------------------------------------------------ consumption windows
+
+
+def test_worker_window_options_are_parsed() -> None:
+    from notifyq.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["worker", "m:h", "--window", "05:00-24:00", "--window", "01:00-04:00",
+         "--timezone", "Europe/Paris"]
+    )  # fmt: skip
+    assert (args.windows, args.timezone) == (["05:00-24:00", "01:00-04:00"], "Europe/Paris")
+    args = build_parser().parse_args(["worker", "m:h"])
+    assert (args.windows, args.timezone) == (None, None)
+
+
+def test_worker_burst_outside_its_window_leaves_the_jobs_queued(
+    cli: Cli, queue: notifyq.Queue, name: str
+) -> None:
+    job = queue.enqueue({"n": 4})
+    now = datetime.datetime.now(datetime.UTC)
+    start, end = now + datetime.timedelta(hours=2), now + datetime.timedelta(hours=3)
+    closed = f"{start:%H:%M}-{end:%H:%M}"  # a range of UTC time that starts in two hours
+    proc = cli("worker", "cli_handlers:double", "-q", name, "--burst", "--window", closed,
+               "--timezone", "UTC")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"queue {name}: outside its window until {start:%H:%M} UTC (in " in proc.stderr
+    assert "burst run ends here: its window is closed" in proc.stderr
+    assert job.status() == "queued"
+    ok(cli("worker", "cli_handlers:double", "-q", name, "--burst", "--window", "00:00-24:00"))
+    assert job.result() == {"doubled": 8}
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--window", "25:00-26:00"), ["invalid window '25:00-26:00'", "not a time of day"]),
+        (("--window", "05:00-05:00"), ["starts and ends at 05:00"]),
+        (("--window", "05:00-24:00", "--timezone", "Mars/Olympus"), ["unknown time zone"]),
+        (("--timezone", "Europe/Paris"), ["timezone is used only with windows"]),
+    ],
+)
+def test_worker_refuses_bad_windows_with_exit_2(
+    cli: Cli, args: tuple[str, ...], words: list[str]
+) -> None:
+    assert_error(cli("worker", "cli_handlers:double", *args), 2, *words)

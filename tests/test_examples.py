@@ -49,3 +49,56 @@ def test_lab_report_runs_on_its_own_server() -> None:
         for line in lines
     ), out
     assert lines[-1] == "lab: closed"
+
+
+def test_connectivity_windows_delivers_each_message_inside_its_window() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFYQ_URL"}  # its own server
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "connectivity_windows.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+
+    def at(line: str) -> int:
+        assert line in lines, proc.stdout
+        return lines.index(line)
+
+    # every message waits while its system is away...
+    assert at("[Mon 00:45] waiting: shop 2, erp 2") < at("--- Mon 01:00 ---")
+    # ...the ERP's are delivered at 01:00, the shop's still wait
+    assert at("--- Mon 01:00 ---") < at("[Mon 01:00] erp: delivered 'stock SKU-42: -3'")
+    assert at("[Mon 01:00] erp: delivered 'invoice 7 paid'") < at(
+        "[Mon 01:00] waiting: shop 2, erp 0"
+    )
+    # the ERP is away again from 04:00: a new message for it waits until the next night
+    assert at("[Mon 04:45] waiting: shop 2, erp 1") < at("[Mon 05:00] waiting: shop 0, erp 1")
+    assert at("[Mon 05:00] shop: delivered 'order #1001 confirmed'") > at("--- Mon 05:00 ---")
+    # pause holds a message back inside the window; resume lets it go
+    assert (
+        at("[Mon 12:20] order #1003 is queued: inside the window, but paused")
+        < at("[Mon 12:20] operator: resumes queue shop (notifyq resume)")
+        < at("[Mon 12:20] shop: delivered 'order #1003 confirmed'")
+    )
+    assert at("[Tue 00:20] waiting: shop 1, erp 1") < at(
+        "[Tue 01:00] erp: delivered 'stock SKU-7: +10'"
+    )
+    assert at("[Tue 05:00] shop: delivered 'order #1004 confirmed'") < at(
+        "[Tue 05:00] waiting: shop 0, erp 0"
+    )
+    # the workers said when their windows closed and opened
+    assert at(
+        "           worker log: queue shop: outside its window until 05:00 Europe/Paris (in 4h30m)"
+    ) < at("[Mon 00:30] business: enqueued 'order #1001 confirmed' for shop")
+    # no delivery outside its window: shop 05:00-24:00, erp 01:00-04:00
+    for line in lines:
+        if found := re.fullmatch(r"\[\w{3} (\d\d):\d\d\] (shop|erp): delivered .*", line):
+            hour, system = int(found.group(1)), found.group(2)
+            assert (5 <= hour < 24) if system == "shop" else (1 <= hour < 4), line
+    assert lines[-2] == (
+        "connector: all 7 messages delivered inside their windows (shop 4, erp 3); "
+        "none lost, none early"
+    )

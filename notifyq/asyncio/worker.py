@@ -179,6 +179,14 @@ class Worker(WorkerBase):
                 if not checked:  # AccessDenied ends the worker before it touches a job
                     await self._backend.run(self._access_flow(self._backend.url))
                     checked = True
+                pause = self._window_pause(burst, busy=bool(self._running))
+                if pause is None:
+                    return
+                if pause:  # outside its windows: claim nothing, look again soon
+                    block = 0.0
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), pause)
+                    continue
                 free = self.concurrency - len(self._running)
                 if free <= 0:
                     self._freed.clear()
