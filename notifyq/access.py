@@ -84,9 +84,10 @@ ROLES: dict[str, Role] = {
     "http-enqueue": _role("", scripts.ENQUEUE),
     # any role on a Redis Cluster: this as well (the slot map, sharded pub/sub)
     "cluster": _role("cluster|slots ssubscribe sunsubscribe spublish"),
-    # stats, pause and resume, dead letters (list, requeue, purge), events_maxlen
+    # stats, pause and resume, dead letters (list, requeue, purge), events_maxlen; `notifyq
+    # check` (INFO and CONFIG GET: without them it reports the settings unknown)
     "operator": _role(
-        _ALWAYS + _STATS + "lrange set del lpush ltrim hset",
+        _ALWAYS + _STATS + "lrange set del lpush ltrim hset info config|get",
         scripts.REQUEUE,
         scripts.PURGE_DEAD,
     ),
@@ -122,7 +123,7 @@ def rules(*roles: str, queue: str | None = None) -> str:
 #: the queue: with every argument the command requires, since ``redis.acl_check_cmd``
 #: does not count them and Redis 7.0 reads past the end when one is missing (and crashes).
 SAMPLES = {
-    "cluster|slots": "", "spublish": "K m", "ssubscribe": "K", "sunsubscribe": "K", "wait": "0 0",
+    "cluster|slots": "", "config|get": "maxmemory-policy", "info": "server", "spublish": "K m", "ssubscribe": "K", "sunsubscribe": "K", "wait": "0 0",
     "blpop": "K 0", "client|setname": "n", "del": "K", "eval": "x 1 K", "evalsha": "x 1 K",
     "exists": "K", "expire": "K 1", "get": "K", "hdel": "K f", "hget": "K f", "hgetall": "K",
     "hincrby": "K f 1", "hmget": "K f", "hset": "K f v", "llen": "K", "lpush": "K v",
