@@ -412,3 +412,14 @@ def test_gateway_serves_until_sigterm(cli: Cli) -> None:
         if proc.poll() is None:
             proc.kill()
         proc.communicate()  # reap it and close its pipes
+
+
+def test_enqueue_group_puts_the_job_in_its_group(
+    cli: Cli, queue: notifyq.Queue, name: str
+) -> None:
+    job_id = ok(cli("enqueue", name, "{}", "--group", "tenant-42")).strip()
+    assert queue.job(job_id).info()["group"] == "tenant-42"
+    stats = json.loads(ok(cli("stats", name, "--json")))
+    [s] = stats
+    assert (s["pending"], s["pending_grouped"], s["groups"]) == (1, 1, 1)
+    assert_error(cli("enqueue", name, "{}", "--group", "a b"), 2, "invalid group")
