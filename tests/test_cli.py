@@ -414,9 +414,7 @@ def test_gateway_serves_until_sigterm(cli: Cli) -> None:
         proc.communicate()  # reap it and close its pipes
 
 
-def test_enqueue_group_puts_the_job_in_its_group(
-    cli: Cli, queue: notifyq.Queue, name: str
-) -> None:
+def test_enqueue_group_puts_the_job_in_its_group(cli: Cli, queue: notifyq.Queue, name: str) -> None:
     job_id = ok(cli("enqueue", name, "{}", "--group", "tenant-42")).strip()
     assert queue.job(job_id).info()["group"] == "tenant-42"
     stats = json.loads(ok(cli("stats", name, "--json")))
