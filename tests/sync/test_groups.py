@@ -215,11 +215,14 @@ def test_a_group_list_something_else_overwrote_is_set_aside(queue: Queue, r: red
     and goes on with the other groups; enqueue refuses to write to it."""
     [a0] = queue.enqueue_many(["a0"], group="a")
     queue.enqueue_many(["b0"], group="b")
+    due = queue.enqueue("a-due", group="a", delay=0.05)
     r.delete(queue.keys.group_pending("a"))
     r.set(queue.keys.group_pending("a"), "x")
     with pytest.raises(notifyq.errors.CorruptRecord, match="pending:g:a holds a string"):
         queue.enqueue("a1", group="a")
-    assert served(queue) == ["b0"]
+    eventually(lambda: queue._run(ops.maintain(queue.keys))[0] == 1)
+    assert r.lrange(queue.keys.pending("normal"), 0, -1) == [due.id.encode()]  # not lost
+    assert served(queue) == ["a-due", "b0"]
     assert queue.quarantined()[0]["id"] == "pending:g:a"
     assert not r.exists(queue.keys.groups)
     assert a0.status() == "queued"  # its id went with the overwritten list; its record stays
