@@ -95,7 +95,8 @@ def main(url: str) -> None:
     big_first = [i + 1 for i, who in enumerate(fair) if who == "big-corp"][:3]
     if small <= 10 and len(fair) == total:
         print(f"bank: fair: the small customers were all served within the first {small} "
-              f"turns; big-corp was served at turns {big_first}... and all {total} requests ran")  # fmt: skip
+              f"turns; big-corp was served at turns {big_first}... "
+              f"and all {total} requests ran")  # fmt: skip
     else:
         print(f"bank: NOT fair: small customers done at turn {small}")
     notifyq.connection.close_shared()
