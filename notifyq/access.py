@@ -50,7 +50,7 @@ def _role(sends: str, *called: Script) -> Role:
 _ALWAYS = "ping "
 #: The wait hub, listeners and the gateway name their connections (CLIENT LIST).
 _NAMED = "client|setname "
-_STATS = "llen zcard exists hgetall "  # Queue.stats(), and a burst worker's "drained?"
+_STATS = "llen zcard exists hgetall hget "  # Queue.stats(), and a burst worker's "drained?"
 
 ROLES: dict[str, Role] = {
     # enqueue; status, result, progress, info; Job.wait() (the wait hub); cancel
@@ -123,11 +123,13 @@ def rules(*roles: str, queue: str | None = None) -> str:
 #: the queue: with every argument the command requires, since ``redis.acl_check_cmd``
 #: does not count them and Redis 7.0 reads past the end when one is missing (and crashes).
 SAMPLES = {
-    "cluster|slots": "", "config|get": "maxmemory-policy", "info": "server", "spublish": "K m", "ssubscribe": "K", "sunsubscribe": "K", "wait": "0 0",
+    "cluster|slots": "", "config|get": "maxmemory-policy", "info": "server",
+    "spublish": "K m", "ssubscribe": "K", "sunsubscribe": "K", "wait": "0 0",
     "blpop": "K 0", "client|setname": "n", "del": "K", "eval": "x 1 K", "evalsha": "x 1 K",
     "exists": "K", "expire": "K 1", "get": "K", "hdel": "K f", "hget": "K f", "hgetall": "K",
     "hincrby": "K f 1", "hmget": "K f", "hset": "K f v", "llen": "K", "lpush": "K v",
-    "lrange": "K 0 1", "lrem": "K 0 v", "ltrim": "K 0 1", "persist": "K", "ping": "",
+    "lmove": "K K RIGHT LEFT", "lpop": "K", "lrange": "K 0 1", "lrem": "K 0 v", "ltrim": "K 0 1",
+    "persist": "K", "ping": "",
     "publish": "K m", "rpop": "K", "rpush": "K v", "set": "K v", "subscribe": "K", "time": "",
     "type": "K",
     "unsubscribe": "K", "xack": "K g 0-1", "xadd": "K * f v", "xautoclaim": "K g c 0 0-0",

@@ -117,6 +117,7 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
         priority=args.priority,
         max_attempts=args.max_attempts,
         timeout=args.job_timeout,
+        group=args.group,
     )
     if not args.wait:
         print(job.id)
@@ -702,6 +703,8 @@ COMMANDS: dict[str, Command | Group] = {
             help="enqueue once per key: a repeat returns the first job"),
         arg("--delay", type=_seconds, metavar="S", help="run it no sooner than S seconds from now"),
         arg("--priority", choices=["high", "normal", "low"], default="normal"),
+        arg("--group", metavar="G",
+            help="fair turns: the groups with waiting jobs are served one job each in turn"),
         arg("--max-attempts", type=_positive, default=3, metavar="N",
             help="attempts before it is dead-lettered (default: %(default)s)"),
         arg("--job-timeout", type=_seconds, metavar="S", help="limit for one attempt"),

@@ -198,14 +198,19 @@ class Queue(QueueBase):
         max_attempts: int = ops.DEFAULT_MAX_ATTEMPTS,
         timeout: float | timedelta | None = None,
         result_ttl: float | timedelta = ops.DEFAULT_RESULT_TTL,
+        group: str | None = None,
     ) -> Job:
         """Put one job on the queue; durable in Redis when this returns.
 
         With an ``idempotency_key`` (or a ``job_id``) already used, returns the existing job.
+        With a ``group`` (a tenant, a customer...), the job waits in its group's list and
+        workers serve the groups that have waiting jobs in turn, one job each, oldest first
+        within a group: a group that floods the queue cannot make the others wait behind it.
         """
         spec = self._spec(
             payload, job_id=job_id, idempotency_key=idempotency_key, delay=delay,
             priority=priority, max_attempts=max_attempts, timeout=timeout, result_ttl=result_ttl,
+            group=group,
         )  # fmt: skip
         [(found, _)] = self._run(self._enqueue([spec]))
         return Job(self, found)
@@ -229,7 +234,8 @@ class Queue(QueueBase):
         return job
 
     def stats(self) -> dict[str, Any]:
-        """Counts: pending (by priority), active, delayed, dead, quarantined, totals."""
+        """Counts: pending (by priority; in groups, and how many groups), active, delayed,
+        dead, quarantined, totals."""
         return self._run(ops.stats(self.keys))
 
     def dead_letters(self, start: int = 0, count: int = 100) -> list[dict[str, Any]]:

@@ -20,6 +20,13 @@ QUEUE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 #: starting with ``-`` (it would read as an option on a command line).
 JOB_ID = re.compile(r"[A-Za-z0-9._:][A-Za-z0-9._:-]{0,127}")
 
+#: Group names (``enqueue(group=)``): as queue names, 1 to 64 of A-Z a-z 0-9 . _ -; so they
+#: need no escaping in a key, and ``:ungrouped`` (the rotation's member for the jobs without
+#: a group) is none of them.
+GROUP_NAME = QUEUE_NAME
+#: The member of the ``groups`` rotation that stands for the ungrouped normal list.
+UNGROUPED = ":ungrouped"
+
 PRIORITIES = ("high", "normal", "low")
 
 
@@ -29,6 +36,14 @@ def check_queue_name(name: object) -> str:
             f"invalid queue name {name!r}: use 1-64 characters from A-Z a-z 0-9 . _ -"
         )
     return name
+
+
+def check_group(group: object) -> str:
+    if not isinstance(group, str) or not GROUP_NAME.fullmatch(group):
+        raise ValidationError(
+            f"invalid group {group!r}: use 1-64 characters from A-Z a-z 0-9 . _ -"
+        )
+    return group
 
 
 def check_job_id(job_id: object) -> str:
@@ -57,6 +72,16 @@ class QueueKeys:
 
     def pending_all(self) -> list[str]:
         return [self.pending(p) for p in PRIORITIES]
+
+    def group_pending(self, group: str) -> str:
+        """LIST of the waiting job ids of one group (normal priority); LPUSH in, RPOP out."""
+        return f"{self.base}pending:g:{group}"
+
+    @property
+    def groups(self) -> str:
+        """LIST: the rotation of the groups that have waiting jobs, plus ``UNGROUPED`` while
+        it holds any group. A claim takes the member at the right end (LMOVE RIGHT LEFT)."""
+        return f"{self.base}groups"
 
     @property
     def active(self) -> str:

@@ -33,7 +33,7 @@ from .errors import (
     ValidationError,
     reply_error,
 )
-from .keys import PRIORITIES, QueueKeys, check_job_id
+from .keys import PRIORITIES, QueueKeys, check_group, check_job_id
 
 T = TypeVar("T")
 
@@ -92,6 +92,7 @@ class JobSpec:
     timeout_ms: int = 0
     result_ttl: int = DEFAULT_RESULT_TTL
     idempotency_key: str = ""
+    group: str = ""  # '': none
 
 
 def new_job_id() -> str:
@@ -131,13 +132,23 @@ def job_spec(
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     timeout: float | timedelta | None = None,
     result_ttl: float | timedelta = DEFAULT_RESULT_TTL,
+    group: str | None = None,
     max_payload: int = codec.DEFAULT_MAX_PAYLOAD,
 ) -> JobSpec:
-    """Validate enqueue arguments and encode the payload. Raises before anything is written."""
+    """Validate enqueue arguments and encode the payload. Raises before anything is written.
+
+    A ``group`` takes normal priority only: the groups take turns among the normal jobs
+    (docs/api.md, "Fair turns between groups"); a high or low job with a group is refused
+    rather than given an order nobody asked for.
+    """
     if priority is None:
         priority = "normal"
     if priority not in PRIORITIES:
         raise ValidationError(f"priority must be one of {', '.join(PRIORITIES)}, not {priority!r}")
+    if group is not None:
+        check_group(group)
+        if priority != "normal":
+            raise ValidationError(f"a group takes priority normal only, not {priority!r}")
     check_int(max_attempts, "max_attempts")
     if idempotency_key is not None and (
         not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 256
@@ -155,6 +166,7 @@ def job_spec(
         timeout_ms=round(seconds(timeout, "timeout", allow_zero=False) * 1000),
         result_ttl=max(1, math.ceil(ttl)),
         idempotency_key=idempotency_key or "",
+        group=group or "",
     )
 
 
@@ -190,7 +202,7 @@ def enqueue(
         job_key = keys.job(s.id)
         job_keys += [job_key, keys.idempotency(s.idempotency_key) if s.idempotency_key else job_key]
         args += [s.id, s.payload, s.priority, s.delay_ms, s.max_attempts, s.timeout_ms,
-                 s.result_ttl, s.idempotency_key]  # fmt: skip
+                 s.result_ttl, s.idempotency_key, s.group]  # fmt: skip
     call = ScriptCall(scripts.ENQUEUE, job_keys, args)
     if durable.replicas:
         wait = Command("WAIT", durable.replicas, durable.timeout_ms)  # on the same connection
@@ -282,6 +294,8 @@ def _record(job_id: str, record: dict[Any, Any]) -> dict[str, Any]:
         if fields.get(name):
             out[name] = _number(fields[name])
     out["priority"] = fields.get("priority") or "normal"  # absent when normal
+    if fields.get("group"):
+        out["group"] = fields["group"]
     for name in ("payload", "error", "progress"):
         raw = fields.get(name)
         if raw:
@@ -309,6 +323,9 @@ def cancel(keys: QueueKeys, job_id: str) -> Flow[str]:
 
 
 def stats(keys: QueueKeys) -> Flow[dict[str, Any]]:
+    """Counts of one queue in one round trip. Jobs waiting in groups are counted by the
+    ``grouped`` field the scripts keep in ``config`` (no scan of the group lists), and are
+    part of ``pending`` and of the normal priority."""
     replies = yield Pipeline(
         [Command("LLEN", k) for k in keys.pending_all()]
         + [
@@ -318,13 +335,20 @@ def stats(keys: QueueKeys) -> Flow[dict[str, Any]]:
             Command("LLEN", keys.quarantine),
             Command("EXISTS", keys.paused),
             Command("HGETALL", keys.stats),
+            Command("HGET", keys.config, "grouped"),
+            Command("LLEN", keys.groups),
         ]
     )
-    high, normal, low, active, delayed, dead, quarantined, paused, totals = replies
+    high, normal, low, active, delayed, dead, quarantined, paused, totals, grouped, rotation = (
+        replies
+    )
+    grouped = _grouped(keys, grouped)
     return {
         "queue": keys.queue,
-        "pending": high + normal + low,
-        "pending_by_priority": {"high": high, "normal": normal, "low": low},
+        "pending": high + normal + low + grouped,
+        "pending_by_priority": {"high": high, "normal": normal + grouped, "low": low},
+        "pending_grouped": grouped,
+        "groups": max(0, rotation - 1),  # the rotation holds the ungrouped member too
         "active": active,
         "delayed": delayed,
         "dead": dead,
@@ -332,6 +356,16 @@ def stats(keys: QueueKeys) -> Flow[dict[str, Any]]:
         "paused": bool(paused),
         "totals": {text(k) or "": _counter(keys, k, v) for k, v in (totals or {}).items()},
     }
+
+
+def _grouped(keys: QueueKeys, value: Any) -> int:
+    """The ``grouped`` count of ``config``: 0 when absent; ``CorruptRecord`` when it is not
+    a count (the scripts refuse to run on such a ``config`` too)."""
+    try:
+        return max(0, int(value or 0))
+    except ValueError:
+        shown = f"field 'grouped' holds {loose_text(value)!r}"
+        raise CorruptRecord(f"{keys.config} {shown}, not a count") from None
 
 
 def _counter(keys: QueueKeys, name: Any, value: Any) -> int:
@@ -343,9 +377,12 @@ def _counter(keys: QueueKeys, name: Any, value: Any) -> int:
 
 
 def backlog(keys: QueueKeys) -> Flow[int]:
-    """Jobs waiting to run now or later (pending, delayed and retrying); 0 if paused."""
+    """Jobs waiting to run now or later (pending, delayed and retrying); 0 if paused.
+
+    Jobs waiting in groups count as the size of the rotation: not their number, but never
+    0 while one waits (a group is in the rotation as long as its list is not empty)."""
     *lengths, delayed, paused = yield Pipeline(
-        [Command("LLEN", k) for k in keys.pending_all()]
+        [Command("LLEN", k) for k in [*keys.pending_all(), keys.groups]]
         + [Command("ZCARD", keys.delayed), Command("EXISTS", keys.paused)]
     )
     return 0 if paused else sum(lengths) + int(delayed)

@@ -460,3 +460,12 @@ def test_worker_refuses_bad_windows_with_exit_2(
     cli: Cli, args: tuple[str, ...], words: list[str]
 ) -> None:
     assert_error(cli("worker", "cli_handlers:double", *args), 2, *words)
+
+
+def test_enqueue_group_puts_the_job_in_its_group(cli: Cli, queue: notifyq.Queue, name: str) -> None:
+    job_id = ok(cli("enqueue", name, "{}", "--group", "tenant-42")).strip()
+    assert queue.job(job_id).info()["group"] == "tenant-42"
+    stats = json.loads(ok(cli("stats", name, "--json")))
+    [s] = stats
+    assert (s["pending"], s["pending_grouped"], s["groups"]) == (1, 1, 1)
+    assert_error(cli("enqueue", name, "{}", "--group", "a b"), 2, "invalid group")

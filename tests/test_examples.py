@@ -102,3 +102,26 @@ def test_connectivity_windows_delivers_each_message_inside_its_window() -> None:
         "connector: all 7 messages delivered inside their windows (shop 4, erp 3); "
         "none lost, none early"
     )
+
+
+def test_bank_counters_serves_small_customers_within_the_first_turns() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFYQ_URL"}  # its own server
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "bank_counters.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    # one line for everybody: the small customers wait behind big-corp's 50 requests
+    fifo = re.search(r"with no groups, ann done at turn (\d+), bob at turn (\d+) of 56", out)
+    assert fifo and min(int(fifo[1]), int(fifo[2])) > 50, out
+    # groups: they are done within the first few turns
+    fair = re.search(r"with groups, ann done at turn (\d+), bob at turn (\d+) of 56", out)
+    assert fair and max(int(fair[1]), int(fair[2])) <= 10, out
+    assert "bank: fair: the small customers were all served within the first" in out
+    served = re.findall(r"turn +\d+: counter-[12] serves (\S+) #(\d+)", out)
+    assert len(served) == 2 * 56  # every request of both mornings, once
+    assert out.splitlines()[-1] == "bank: closed"

@@ -98,10 +98,12 @@ class Queue(QueueBase):
         max_attempts: int = ops.DEFAULT_MAX_ATTEMPTS,
         timeout: float | timedelta | None = None,
         result_ttl: float | timedelta = ops.DEFAULT_RESULT_TTL,
+        group: str | None = None,
     ) -> Job:
         spec = self._spec(
             payload, job_id=job_id, idempotency_key=idempotency_key, delay=delay,
             priority=priority, max_attempts=max_attempts, timeout=timeout, result_ttl=result_ttl,
+            group=group,
         )  # fmt: skip
         [(found, _)] = await self._run(self._enqueue([spec]))
         return Job(self, found)

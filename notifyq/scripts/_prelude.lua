@@ -16,10 +16,21 @@ local MAX_QUARANTINE = 10000
 local DEFAULT_RESULT_TTL, MAX_RESULT_TTL = 86400, 315360000
 
 -- What notifyq keeps at each key of a queue, named by what follows the queue base.
+-- (A group's own pending list, 'pending:g:<group>', is a list too: see kind_of.)
 local KINDS = {['pending:high'] = 'list', ['pending:normal'] = 'list', ['pending:low'] = 'list',
   active = 'zset', delayed = 'zset', dead = 'list', quarantine = 'list', wake = 'list',
-  stats = 'hash', events = 'stream', config = 'hash'}
-local PENDING = {'pending:high', 'pending:normal', 'pending:low'}
+  stats = 'hash', events = 'stream', config = 'hash', groups = 'list'}
+-- The three priority lists (claim.lua reads them in this order), then the rotation of the
+-- groups that have waiting jobs: what a script that moves ids to or from pending checks.
+local PENDING = {'pending:high', 'pending:normal', 'pending:low', 'groups'}
+-- The member of the rotation that stands for the ungrouped normal list (':' is in no group
+-- name), so that jobs without a group take their turn with the groups.
+local UNGROUPED = ':ungrouped'
+
+local function kind_of(name)
+  if string.sub(name, 1, 10) == 'pending:g:' then return 'list' end
+  return KINDS[name]
+end
 
 -- A value (an id, a field) as it can be shown in JSON and messages: its first ``most``
 -- (200) bytes, each outside [A-Za-z0-9._:-] written \xNN.
@@ -38,15 +49,19 @@ local function check_keys(base, ...)
   for _, names in ipairs({...}) do
     for _, name in ipairs(names) do
       local kind = redis.call('TYPE', base .. name)['ok']
-      if kind ~= 'none' and kind ~= KINDS[name] then
+      if kind ~= 'none' and kind ~= kind_of(name) then
         return redis.error_reply('WRONGTYPE ' .. base .. name .. ' holds a ' .. kind ..
-          ' where notifyq keeps a ' .. KINDS[name])
+          ' where notifyq keeps a ' .. kind_of(name))
       end
       if name == 'config' then
-        local seq = redis.call('HGET', base .. 'config', 'seq')
+        local seq, grouped = unpack(redis.call('HMGET', base .. 'config', 'seq', 'grouped'))
         if seq and not string.match(seq, '^%d+$') then
           return redis.error_reply('CORRUPT ' .. base .. 'config field seq holds "' ..
             printable(seq, 40) .. '", not an event count')
+        end
+        if grouped and not string.match(grouped, '^%-?%d+$') then
+          return redis.error_reply('CORRUPT ' .. base .. 'config field grouped holds "' ..
+            printable(grouped, 40) .. '", not a count of jobs')
         end
       end
     end
@@ -61,6 +76,79 @@ local function pending_key(base, priority)
     return base .. 'pending:' .. priority
   end
   return base .. 'pending:normal'
+end
+
+-- A job record's group as a name notifyq can build a key from, or nil: no group, or a value
+-- something else wrote (that job then waits in the ungrouped list rather than being lost).
+local function group_of(group)
+  if group and #group <= 64 and string.match(group, '^[%w._%-]+$') then
+    return group
+  end
+  return nil
+end
+
+-- Put a job id on the list it waits in: the only way an id joins a pending list, so that
+-- the rotation (KEYS 'groups') always holds exactly the groups whose list is not empty, and
+-- config field 'grouped' counts the ids in group lists.
+-- ``front``: the job runs next (a lapsed lease, a release): RPUSH, and a group that joins
+-- the rotation joins it at its head; else LPUSH, at the back. Grouped jobs are normal
+-- priority (enqueue refuses a group with another). A group list that holds something else
+-- (another program wrote it) is left alone and the job waits in the ungrouped normal list.
+local function push_pending(base, id, priority, group, front)
+  group = group_of(group)
+  if group then
+    local ok, n
+    if front then
+      ok, n = pcall(redis.call, 'RPUSH', base .. 'pending:g:' .. group, id)
+    else
+      ok, n = pcall(redis.call, 'LPUSH', base .. 'pending:g:' .. group, id)
+    end
+    if ok then
+      redis.call('HINCRBY', base .. 'config', 'grouped', 1)
+      if n == 1 then
+        -- the group had nothing waiting: it joins the rotation (head = the right end)
+        local rotation = base .. 'groups'
+        local size
+        if front then
+          size = redis.call('RPUSH', rotation, group)
+        else
+          size = redis.call('LPUSH', rotation, group)
+        end
+        if size == 1 then
+          -- the first group: jobs without a group take their turn too, first
+          redis.call('RPUSH', rotation, UNGROUPED)
+        end
+      end
+      return
+    end
+  end
+  if front then
+    redis.call('RPUSH', pending_key(base, priority), id)
+  else
+    redis.call('LPUSH', pending_key(base, priority), id)
+  end
+end
+
+-- Take a job id off the list it waits in (cancel). Returns how many entries were removed.
+local function unlist_pending(base, id, priority, group)
+  group = group_of(group)
+  if group then
+    local list = base .. 'pending:g:' .. group
+    local ok, n = pcall(redis.call, 'LREM', list, 0, id)
+    if ok and n > 0 then
+      redis.call('HINCRBY', base .. 'config', 'grouped', -n)
+      if redis.call('LLEN', list) == 0 then
+        -- its last job: the group leaves the rotation, and the rotation goes with its last
+        -- group (what remains is the ungrouped member)
+        redis.call('LREM', base .. 'groups', 0, group)
+        if redis.call('LLEN', base .. 'groups') <= 1 then
+          redis.call('DEL', base .. 'groups')
+        end
+      end
+      return n
+    end
+  end
+  return redis.call('LREM', pending_key(base, priority), 0, id)
 end
 
 -- Add to a lifetime counter of the queue. A counter that something else overwrote with a
@@ -189,4 +277,60 @@ local function wake(base)
   if ok and n == 0 then
     redis.call('LPUSH', base .. 'wake', '1')
   end
+end
+
+-- Set when a script call finds no rotation: claim.lua, the one caller of pop_pending, pushes
+-- no id, so it stays so for the rest of the call, and a queue that never uses groups pays
+-- one EXISTS per claim.
+local no_groups = false
+
+-- The next job id waiting in the pending list ``name`` (as in PENDING), or nil.
+-- At the normal level, while groups have jobs waiting, the rotation decides: its head
+-- member gives its oldest job and moves to the tail, or leaves the rotation when it has
+-- none left; the ungrouped member gives the oldest job of pending:normal. So each group,
+-- and the jobs without a group, get one job per turn, whatever their backlog.
+local function pop_pending(base, name, now)
+  if name ~= 'pending:normal' or no_groups then
+    return redis.call('RPOP', base .. name)
+  end
+  local rotation = base .. 'groups'
+  if redis.call('EXISTS', rotation) == 0 then
+    no_groups = true
+    return redis.call('RPOP', base .. name)
+  end
+  -- every step gives a job or shortens the rotation, but the ungrouped member's when no
+  -- job is without a group, and a group follows it: the bound is for a rotation something
+  -- else rewrote
+  for _ = 1, 2 * redis.call('LLEN', rotation) + 1 do
+    local member = redis.call('LMOVE', rotation, rotation, 'RIGHT', 'LEFT')
+    if not member then
+      no_groups = true
+      return redis.call('RPOP', base .. name)
+    end
+    if member == UNGROUPED then
+      local id = redis.call('RPOP', base .. name)
+      if id then return id end
+      if redis.call('LLEN', rotation) <= 1 then redis.call('DEL', rotation) end
+    else
+      local list = base .. 'pending:g:' .. member
+      local ok, id = pcall(redis.call, 'RPOP', list)
+      if not ok then
+        quarantine(base, 'pending:g:' .. member, list .. ' holds a ' ..
+          redis.call('TYPE', list)['ok'] .. ', not a list of job ids', now)
+      end
+      if not ok or redis.call('LLEN', list) == 0 then
+        -- nothing more waits in the group: it leaves the rotation (LMOVE put it at the
+        -- left end), and the rotation goes with its last group
+        redis.call('LPOP', rotation)
+        if redis.call('LLEN', rotation) <= 1 then redis.call('DEL', rotation) end
+      end
+      if ok and id then
+        redis.call('HINCRBY', base .. 'config', 'grouped', -1)
+        -- more groups wait: pass the wake-up on to another idle worker
+        if redis.call('EXISTS', rotation) == 1 then wake(base) end
+        return id
+      end
+    end
+  end
+  return nil
 end

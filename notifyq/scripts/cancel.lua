@@ -5,10 +5,10 @@
 local base, job, queue, id = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 local bad = check_keys(base, PENDING, {'delayed', 'active', 'stats', 'events', 'config'})
 if bad then return bad end
-local state, priority = unpack(redis.call('HMGET', job, 'state', 'priority'))
+local state, priority, group = unpack(redis.call('HMGET', job, 'state', 'priority', 'group'))
 if not state then return false end
 if state == 'queued' then
-  redis.call('LREM', pending_key(base, priority), 0, id)
+  unlist_pending(base, id, priority, group)
 elseif state == 'delayed' or state == 'retrying' then
   redis.call('ZREM', base .. 'delayed', id)
 elseif state == 'active' then

@@ -1,5 +1,5 @@
--- Claim up to N jobs: move each id from a pending list (high, normal, low) into the active
--- set with a lease deadline, and give it a new fencing token.
+-- Claim up to N jobs: move each id from a pending list (high, normal and the groups in
+-- turn, low) into the active set with a lease deadline, and give it a new fencing token.
 -- KEYS[1] queue base; ARGV[1] worker id, ARGV[2] max jobs, ARGV[3] lease ms, ARGV[4] queue
 -- Returns {jobs, refused}. jobs: a flat list, 7 values per job:
 --   id, lease token, attempt, max_attempts, timeout_ms, payload, priority
@@ -50,7 +50,7 @@ end
 local li = 1
 -- at most 100 refusals per call: a flood of foreign ids must not hold the server long
 while #out < n * 7 and #refused < 300 and li <= 3 do
-  local id = redis.call('RPOP', base .. PENDING[li])
+  local id = pop_pending(base, PENDING[li], now)
   if not id then
     li = li + 1
   else

@@ -11,21 +11,22 @@ local due = redis.call('ZRANGEBYSCORE', base .. 'delayed', '-inf', now, 'LIMIT',
 for _, id in ipairs(due) do
   redis.call('ZREM', base .. 'delayed', id)
   local job = base .. 'job:' .. id
-  local f, kind = job_fields(job, 'state', 'priority')
+  local f, kind = job_fields(job, 'state', 'priority', 'group')
   if not f or not f[1] then
     quarantine(base, id, f and ('no job record at ' .. job) or
       (job .. ' holds a ' .. kind .. ', not a job record'), now)
   elseif f[1] == 'delayed' or f[1] == 'retrying' then
     redis.call('HSET', job, 'state', 'queued')
-    redis.call('LPUSH', pending_key(base, f[2]), id)
+    push_pending(base, id, f[2], f[3])
     promoted = promoted + 1
   end
 end
 local lapsed = redis.call('ZRANGEBYSCORE', base .. 'active', '-inf', now, 'LIMIT', 0, limit)
 for _, id in ipairs(lapsed) do
   local job = base .. 'job:' .. id
-  local f, kind = job_fields(job, 'state', 'attempt', 'max_attempts', 'priority', 'cancel')
-  local state, attempt, max_attempts, priority, cancel = unpack(f or {})
+  local f, kind = job_fields(job, 'state', 'attempt', 'max_attempts', 'priority', 'cancel',
+    'group')
+  local state, attempt, max_attempts, priority, cancel, group = unpack(f or {})
   if not state then
     redis.call('ZREM', base .. 'active', id)
     quarantine(base, id, f and ('no job record at ' .. job) or
@@ -43,7 +44,7 @@ for _, id in ipairs(lapsed) do
     redis.call('ZREM', base .. 'active', id)
     redis.call('HSET', job, 'state', 'queued', 'worker', '')
     count(base, 'lease_expired')
-    redis.call('RPUSH', pending_key(base, priority), id)
+    push_pending(base, id, priority, group, true)
     failed(base, queue, id, attempt, now,
       '{"type":"LeaseExpired","message":"worker lost its lease"}', true)
     emit(base, queue, 'retrying', id, attempt, now, ',"delay_ms":0')

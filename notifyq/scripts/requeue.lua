@@ -9,14 +9,14 @@ if kind ~= 'hash' and kind ~= 'none' then
   return redis.error_reply('WRONGTYPE ' .. job .. ' holds a ' .. kind .. ', not a job record')
 end
 if redis.call('LREM', base .. 'dead', 1, id) == 0 then return 0 end
-local priority = redis.call('HGET', job, 'priority')
+local priority, group = unpack(redis.call('HMGET', job, 'priority', 'group'))
 redis.call('HSET', job, 'state', 'queued', 'attempt', 0, 'worker', '')
 redis.call('HDEL', job, 'error', 'finished_at', 'cancel', 'progress')
 redis.call('PERSIST', job)
 local idem = redis.call('HGET', job, 'idem')
 if idem and idem ~= '' then redis.call('PERSIST', base .. 'idem:' .. idem) end
 redis.call('DEL', KEYS[3])
-redis.call('LPUSH', pending_key(base, priority), id)
+push_pending(base, id, priority, group)
 count(base, 'requeued')
 wake(base)
 emit(base, ARGV[2], 'enqueued', id, 0, now_ms(), ',"requeued":"dead_letter"')

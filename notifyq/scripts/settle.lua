@@ -15,9 +15,9 @@ local now = now_ms()
 local function settle(id, token, how, body, delay_ms)
   local job = base .. 'job:' .. id
   local f = job_fields(job, 'state', 'lease', 'attempt', 'max_attempts', 'priority',
-    'result_ttl', 'idem')
+    'result_ttl', 'idem', 'group')
   if not f then return 'corrupt' end
-  local state, lease, attempt, max_attempts, priority, ttl, idem = unpack(f)
+  local state, lease, attempt, max_attempts, priority, ttl, idem, group = unpack(f)
   if state ~= 'active' or lease ~= token then return 'stale' end
   if how == 'completed' then
     finish(base, queue, id, 'completed', 'result', body, now, {attempt, ttl, idem})
@@ -29,7 +29,7 @@ local function settle(id, token, how, body, delay_ms)
     -- graceful shutdown: the attempt did not happen
     redis.call('ZREM', base .. 'active', id)
     redis.call('HSET', job, 'state', 'queued', 'worker', '', 'attempt', int(attempt, 1) - 1)
-    redis.call('RPUSH', pending_key(base, priority), id)
+    push_pending(base, id, priority, group, true)
     wake(base)
     emit(base, queue, 'enqueued', id, int(attempt, 1) - 1, now, ',"requeued":"released"')
     return 'queued'

@@ -101,6 +101,10 @@ def test_enqueue_passes_keys_and_args_for_each_job() -> None:
         ({"result_ttl": 0}, "result_ttl"),
         ({"idempotency_key": ""}, "idempotency_key"),
         ({"job_id": "a b"}, "job id"),
+        ({"group": ""}, "invalid group"),
+        ({"group": "t:1"}, "invalid group"),
+        ({"group": "g" * 65}, "invalid group"),
+        ({"group": "g", "priority": "low"}, "priority normal only"),
     ],
 )
 def test_job_spec_refuses_bad_options(options: dict[str, Any], message: str) -> None:

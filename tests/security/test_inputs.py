@@ -51,6 +51,9 @@ BAD_ENQUEUES: list[tuple[str, dict[str, Any], type[Exception], str]] = [
     ("result_ttl-text", {"result_ttl": "1h"}, ValidationError, "result_ttl"),
     ("result_ttl-too-long", {"result_ttl": 10**12}, ValidationError, "at most"),
     ("priority-none-of-them", {"priority": 1}, ValidationError, "priority"),
+    ("group-space", {"group": "a b"}, ValidationError, "invalid group"),
+    ("group-too-long", {"group": "g" * 65}, ValidationError, "invalid group"),
+    ("group-not-normal", {"group": "g", "priority": "high"}, ValidationError, "normal only"),
 ]
 
 
