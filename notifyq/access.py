@@ -50,7 +50,7 @@ def _role(sends: str, *called: Script) -> Role:
 _ALWAYS = "ping "
 #: The wait hub, listeners and the gateway name their connections (CLIENT LIST).
 _NAMED = "client|setname "
-_STATS = "llen zcard exists hgetall "  # Queue.stats(), and a burst worker's "drained?"
+_STATS = "llen zcard exists hgetall hget "  # Queue.stats(), and a burst worker's "drained?"
 
 ROLES: dict[str, Role] = {
     # enqueue; status, result, progress, info; Job.wait() (the wait hub); cancel
@@ -84,9 +84,9 @@ ROLES: dict[str, Role] = {
     "http-enqueue": _role("", scripts.ENQUEUE),
     # any role on a Redis Cluster: this as well (the slot map, sharded pub/sub)
     "cluster": _role("cluster|slots ssubscribe sunsubscribe spublish"),
-    # stats, pause and resume, dead letters (list, requeue, purge), events_maxlen
+    # stats, pause and resume, dead letters (list, requeue, purge), events_maxlen, rate limits
     "operator": _role(
-        _ALWAYS + _STATS + "lrange set del lpush ltrim hset",
+        _ALWAYS + _STATS + "lrange set del lpush ltrim hset hdel",
         scripts.REQUEUE,
         scripts.PURGE_DEAD,
     ),
@@ -133,7 +133,8 @@ SAMPLES = {
     "xgroup|create": "K g $", "xgroup|delconsumer": "K g c", "xgroup|setid": "K g $",
     "xinfo|consumers": "K g", "xinfo|groups": "K", "xinfo|stream": "K", "xrange": "K - +",
     "xread": "STREAMS K 0", "xreadgroup": "GROUP g c STREAMS K >", "xrevrange": "K + -",
-    "zadd": "K 1 m", "zcard": "K", "zrangebyscore": "K 0 1", "zrem": "K m",
+    "zadd": "K 1 m", "zcard": "K", "zrange": "K 0 1", "zrangebyscore": "K 0 1", "zrem": "K m",
+    "zremrangebyscore": "K 0 1",
 }  # fmt: skip
 
 
