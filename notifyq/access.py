@@ -84,10 +84,11 @@ ROLES: dict[str, Role] = {
     "http-enqueue": _role("", scripts.ENQUEUE),
     # any role on a Redis Cluster: this as well (the slot map, sharded pub/sub)
     "cluster": _role("cluster|slots ssubscribe sunsubscribe spublish"),
-    # stats, pause and resume, dead letters (list, requeue, purge), events_maxlen; `notifyq
-    # check` (INFO and CONFIG GET: without them it reports the settings unknown)
+    # stats, pause and resume, dead letters (list, requeue, purge), events_maxlen, rate
+    # limits; `notifyq check` (INFO and CONFIG GET: without them it reports the settings
+    # unknown)
     "operator": _role(
-        _ALWAYS + _STATS + "lrange set del lpush ltrim hset info config|get",
+        _ALWAYS + _STATS + "lrange set del lpush ltrim hset hdel info config|get",
         scripts.REQUEUE,
         scripts.PURGE_DEAD,
     ),
@@ -136,7 +137,8 @@ SAMPLES = {
     "xgroup|create": "K g $", "xgroup|delconsumer": "K g c", "xgroup|setid": "K g $",
     "xinfo|consumers": "K g", "xinfo|groups": "K", "xinfo|stream": "K", "xrange": "K - +",
     "xread": "STREAMS K 0", "xreadgroup": "GROUP g c STREAMS K >", "xrevrange": "K + -",
-    "zadd": "K 1 m", "zcard": "K", "zrangebyscore": "K 0 1", "zrem": "K m",
+    "zadd": "K 1 m", "zcard": "K", "zrange": "K 0 1", "zrangebyscore": "K 0 1", "zrem": "K m",
+    "zremrangebyscore": "K 0 1",
 }  # fmt: skip
 
 

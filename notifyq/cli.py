@@ -15,6 +15,7 @@ Commands::
     cancel JOB_ID            cancel a job
     pause QUEUE, resume QUEUE
     check                    what the server's settings mean for the guarantees
+    limit QUEUE              show, set (--jobs N --per S) or lift (--off) a rate limit
     server start|stop|status the embedded per-user Valkey server
     gateway                  serve browsers: job events over WebSocket, a small HTTP API
     demo                     see notifyq work in a browser, on a throwaway server
@@ -195,6 +196,26 @@ def cmd_pause(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     notifyq.Queue(args.queue, args.url).resume()
     print(f"resumed queue {args.queue}")
+    return Exit.OK
+
+
+def cmd_limit(args: argparse.Namespace) -> int:
+    queue = notifyq.Queue(args.queue, args.url)
+    if args.off and (args.jobs is not None or args.per is not None):
+        raise ValidationError("--off lifts the rate limit: give it without --jobs and --per")
+    if args.off:
+        queue.clear_rate_limit()
+    elif args.jobs is not None or args.per is not None:
+        if args.jobs is None or args.per is None:
+            raise ValidationError("a rate limit needs both --jobs N and --per S")
+        queue.set_rate_limit(args.jobs, args.per)
+    limit = queue.rate_limit()
+    if args.json:
+        _print_json(None if limit is None else limit.as_dict())
+    elif limit is None:
+        print(f"queue {args.queue}: no rate limit")
+    else:
+        print(f"queue {args.queue}: at most {limit.jobs} job starts per {limit.per:g} s")
     return Exit.OK
 
 
@@ -612,6 +633,10 @@ def _print_stats_table(stats: list[dict[str, Any]]) -> None:
         + ["yes" if s["paused"] else "no"]
         for s in stats
     ]
+    header.append("RATE")
+    for row, s in zip(rows, stats, strict=True):
+        limit = s.get("rate_limit")
+        row.append("-" if not limit else f"{limit['jobs']}/{limit['per']:g}s")
     _print_table(header, rows)
 
 
@@ -765,6 +790,14 @@ COMMANDS: dict[str, Command | Group] = {
     ]),
     "pause": Command(cmd_pause, "stop workers from claiming jobs of a queue", [QUEUE]),
     "resume": Command(cmd_resume, "let workers claim jobs of a paused queue again", [QUEUE]),
+    "limit": Command(cmd_limit, "show, set or lift a queue's rate limit (job starts per "
+                     "period, across all workers)", [
+        QUEUE,
+        arg("--jobs", type=_positive, metavar="N", help="at most N job starts..."),
+        arg("--per", type=_seconds, metavar="S", help="...in any window of S seconds"),
+        arg("--off", action="store_true", help="lift the rate limit"),
+        AS_JSON,
+    ]),
     "server": Group("the embedded per-user Valkey server (used when no URL is set)", {
         "start": Command(cmd_server_start, "start it (if needed) and print its URL"),
         "stop": Command(cmd_server_stop, "stop it; its data is kept on disk"),

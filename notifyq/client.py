@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import redis
 
-from . import codec, events, ops, signals, tokens
+from . import codec, events, ops, rates, signals, tokens
 from .connection import Backend, shared_backend
 from .errors import JobNotFound, ValidationError
 from .keys import QueueKeys, check_job_id, check_queue_name
@@ -235,7 +235,8 @@ class Queue(QueueBase):
 
     def stats(self) -> dict[str, Any]:
         """Counts: pending (by priority; in groups, and how many groups), active, delayed,
-        dead, quarantined, totals."""
+        dead, quarantined, totals; and ``paused``, ``rate_limit`` (``{"jobs", "per"}`` or
+        None)."""
         return self._run(ops.stats(self.keys))
 
     def dead_letters(self, start: int = 0, count: int = 100) -> list[dict[str, Any]]:
@@ -261,6 +262,20 @@ class Queue(QueueBase):
         """Keep about ``maxlen`` events in the queue's stream (default 10,000): how far back
         a disconnected listener can catch up."""
         self._run(events.set_events_maxlen(self.keys, maxlen))
+
+    def set_rate_limit(self, jobs: int, per: float | timedelta) -> None:
+        """Start at most ``jobs`` jobs of this queue in any window of ``per`` seconds, across
+        all workers (retries and re-deliveries count); the rest wait in the queue. Takes
+        effect at once, for every worker (docs/rate-limits.md)."""
+        self._run(rates.set_limit(self.keys, jobs, per))
+
+    def clear_rate_limit(self) -> None:
+        """Lift the rate limit: workers start jobs as fast as they can again."""
+        self._run(rates.clear_limit(self.keys))
+
+    def rate_limit(self) -> rates.RateLimit | None:
+        """The rate limit as ``(jobs, per)`` (seconds), or None when there is none."""
+        return self._run(rates.get_limit(self.keys))
 
     def pause(self) -> None:
         """Stop workers from claiming jobs of this queue; enqueues still succeed."""

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import access, codec, ops
+from . import access, codec, ops, rates
 from .codec import text
 from .connection import redact
 from .errors import (
@@ -240,6 +240,7 @@ class WorkerBase:
         self._takes_job, self._is_async = takes_job(handler), is_async(handler)
         self._troubles: dict[tuple[str, str], str] = {}  # (queue, what) -> error last logged
         self._gate = Gate.for_worker(windows, timezone, clock, [k.queue for k in self.keys])
+        self._holds = rates.Holds(self.policy.tick)  # queues at their rate limit, left alone
 
     def _window_pause(self, burst: bool, busy: bool) -> float | None:
         """What the claim loop does about the worker's windows (``notifyq.windows``): 0,
@@ -266,23 +267,32 @@ class WorkerBase:
         With ``block`` (seconds), first wait that long at most for an enqueue to wake the
         worker (BLPOP on the wake lists), with the first queue's claim pipelined behind the
         BLPOP: the server runs it the moment the BLPOP returns, so a woken worker holds its
-        job after one round trip, not two.
+        job after one round trip, not two. Queues at their rate limit are skipped until
+        their window has room (``_rate_pause`` says how long to wait for that).
         """
         claims: list[ops.Claim] = []
-        for i, keys in enumerate(self.keys):
+        ready = self._holds.free(self.keys)  # not those at their rate limit
+        for i, keys in enumerate(ready):
             if len(claims) >= free:
                 break
             call = ops.claim_call(keys, self.id, free - len(claims), self.policy.lease_ms)
             if i == 0 and block:
-                wake = [k.wake for k in self.keys]
+                wake = [k.wake for k in ready]
                 _, reply = yield ops.Pipeline([ops.Command("BLPOP", *wake, block), call])
             else:
                 reply = yield call
+            self._holds.hold(keys.queue, rates.wait_of(reply))
             got, refused = ops.claims(keys, reply)
             claims += got
             for r in refused:
                 log.error("job %s of queue %s %s: %s", r.id, r.queue, r.fate, r.reason)
         return claims
+
+    def _rate_pause(self, block: float) -> tuple[float, float]:
+        """(seconds to sleep, seconds to block on the wake lists) for a claim that would block
+        ``block`` seconds, given the queues held at their rate limit: the drivers sleep when
+        every queue is held, and block only until the first one is free again."""
+        return self._holds.block(self.keys, block)
 
     def _access_flow(self, url: str) -> ops.Flow[None]:
         """``AccessDenied`` if the server's ACL rules refuse this worker's user any command

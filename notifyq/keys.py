@@ -131,6 +131,12 @@ class QueueKeys:
         return f"{self.base}config"
 
     @property
+    def starts(self) -> str:
+        """ZSET of the job starts in the last window of the queue's rate limit, scored by
+        their time (ms); only while a limit is set (``notifyq.rates``)."""
+        return f"{self.base}starts"
+
+    @property
     def job_prefix(self) -> str:
         """Prefix of job hashes; scripts that discover ids build keys from it (same slot)."""
         return f"{self.base}job:"

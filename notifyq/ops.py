@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from . import codec, scripts, states
+from . import codec, rates, scripts, states
 from .codec import loose_text, text
 from .errors import (
     CorruptRecord,
@@ -337,12 +337,13 @@ def stats(keys: QueueKeys) -> Flow[dict[str, Any]]:
             Command("HGETALL", keys.stats),
             Command("HGET", keys.config, "grouped"),
             Command("LLEN", keys.groups),
+            Command("HGET", keys.config, "rate_limit"),
         ]
     )
-    high, normal, low, active, delayed, dead, quarantined, paused, totals, grouped, rotation = (
-        replies
-    )
+    (high, normal, low, active, delayed, dead, quarantined, paused, totals, grouped, rotation,
+     rate) = replies  # fmt: skip
     grouped = _grouped(keys, grouped)
+    limit = rates.parse(keys, rate)
     return {
         "queue": keys.queue,
         "pending": high + normal + low + grouped,
@@ -354,6 +355,7 @@ def stats(keys: QueueKeys) -> Flow[dict[str, Any]]:
         "dead": dead,
         "quarantined": quarantined,
         "paused": bool(paused),
+        "rate_limit": None if limit is None else limit.as_dict(),
         "totals": {text(k) or "": _counter(keys, k, v) for k, v in (totals or {}).items()},
     }
 
@@ -483,8 +485,9 @@ def claim_call(keys: QueueKeys, worker_id: str, n: int, lease_ms: int) -> Script
 
 def claims(keys: QueueKeys, reply: list[Any]) -> tuple[list[Claim], list[Refusal]]:
     """The claims in a ``claim.lua`` reply, and the ids it refused. The script checked each
-    record's fields, so they parse."""
-    jobs, refused = reply
+    record's fields, so they parse. (A third value, the wait a rate limit imposes, is
+    read by ``rates.wait_of``.)"""
+    jobs, refused = reply[0], reply[1]
     out = []
     for i in range(0, len(jobs), 7):
         job_id, token, attempt, max_attempts, timeout_ms, payload, priority = jobs[i : i + 7]

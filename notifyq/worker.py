@@ -257,6 +257,9 @@ class Worker(WorkerBase):
                 self._stop.wait(outage)
 
     def _claim(self, free: int, block: float = 0) -> int:
+        sleep, block = self._rate_pause(block)
+        if sleep and self._stop.wait(sleep):  # every queue at its rate limit
+            return 0
         claims = self._backend.run(self._claim_flow(free, block))
         for claim in claims:
             self._start(claim)

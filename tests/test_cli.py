@@ -469,3 +469,48 @@ def test_enqueue_group_puts_the_job_in_its_group(cli: Cli, queue: notifyq.Queue,
     [s] = stats
     assert (s["pending"], s["pending_grouped"], s["groups"]) == (1, 1, 1)
     assert_error(cli("enqueue", name, "{}", "--group", "a b"), 2, "invalid group")
+
+
+# ------------------------------------------------------------------ rate limits
+
+
+def test_limit_sets_shows_and_lifts_a_rate_limit(cli: Cli, queue: notifyq.Queue, name: str) -> None:
+    assert ok(cli("limit", name)) == f"queue {name}: no rate limit\n"
+    assert ok(cli("limit", name, "--jobs", "5", "--per", "1")) == (
+        f"queue {name}: at most 5 job starts per 1 s\n"
+    )
+    assert queue.rate_limit() == (5, 1.0)
+    assert json.loads(ok(cli("limit", name, "--json"))) == {"jobs": 5, "per": 1.0}
+    [stats] = json.loads(ok(cli("stats", name, "--json")))
+    assert stats["rate_limit"] == {"jobs": 5, "per": 1.0}
+    header, row = ok(cli("stats", name)).splitlines()
+    assert (header.split()[-1], row.split()[-1]) == ("RATE", "5/1s")
+
+    assert ok(cli("limit", name, "--off")) == f"queue {name}: no rate limit\n"
+    assert queue.rate_limit() is None
+    assert json.loads(ok(cli("limit", name, "--json"))) is None
+    assert ok(cli("stats", name)).splitlines()[1].split()[-1] == "-"
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--jobs", "5"), ["needs both --jobs N and --per S"]),
+        (("--per", "1"), ["needs both --jobs N and --per S"]),
+        (("--jobs", "5", "--per", "1", "--off"), ["--off lifts the rate limit"]),
+        (("--jobs", "100001", "--per", "1"), ["rate limit jobs must be an integer from 1"]),
+        (("--jobs", "5", "--per", "0"), ["rate limit per must be from 0.001"]),
+        (("--jobs", "0", "--per", "1"), []),  # argparse
+        (("--jobs", "5", "--per", "soon"), []),
+    ],
+)
+def test_limit_refuses_bad_options_with_exit_2(
+    cli: Cli, queue: notifyq.Queue, name: str, args: tuple[str, ...], words: list[str]
+) -> None:
+    queue.set_rate_limit(7, 2)
+    proc = cli("limit", name, *args)
+    if words:
+        assert_error(proc, 2, *words)
+    else:
+        assert proc.returncode == 2 and "usage:" in proc.stderr, proc.stderr
+    assert queue.rate_limit() == (7, 2.0)

@@ -125,3 +125,28 @@ def test_bank_counters_serves_small_customers_within_the_first_turns() -> None:
     served = re.findall(r"turn +\d+: counter-[12] serves (\S+) #(\d+)", out)
     assert len(served) == 2 * 56  # every request of both mornings, once
     assert out.splitlines()[-1] == "bank: closed"
+
+
+def test_sms_sender_keeps_five_sends_a_second_across_three_workers() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFYQ_URL"}  # its own server
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "sms_sender.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    lines = out.splitlines()
+    assert "shop: raised 30 SMS in " in out
+    sent = [re.fullmatch(r" *(\d+\.\d+)s  sent by (sender-\d): SMS to \+1 555 01(\d\d)", line)
+            for line in lines]  # fmt: skip
+    sent_lines = [m for m in sent if m]
+    assert sorted(int(m[3]) for m in sent_lines) == list(range(30)), out
+    # the example's own check, redone on what it printed (ms of the server's clock)
+    times = sorted(round(float(m[1]) * 1000) for m in sent_lines)
+    assert all(b - a >= 1000 for a, b in zip(times, times[5:], strict=False)), out
+    assert "sms: busiest one-second window: 5 sends (limit 5)" in lines, out
+    assert "sms: 30 of 30 delivered by 3 senders" in lines, out
+    assert lines[-1] == "sms: done"

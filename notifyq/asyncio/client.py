@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
-from .. import codec, events, ops
+from .. import codec, events, ops, rates
 from ..client import DEFAULT_WAIT_TIMEOUT, JobBase, QueueBase, page, wait_limit
 from ..connection import resolve_url
 from ..errors import JobNotFound
@@ -141,6 +141,15 @@ class Queue(QueueBase):
 
     async def set_events_maxlen(self, maxlen: int) -> None:
         await self._run(events.set_events_maxlen(self.keys, maxlen))
+
+    async def set_rate_limit(self, jobs: int, per: float | timedelta) -> None:
+        await self._run(rates.set_limit(self.keys, jobs, per))
+
+    async def clear_rate_limit(self) -> None:
+        await self._run(rates.clear_limit(self.keys))
+
+    async def rate_limit(self) -> rates.RateLimit | None:
+        return await self._run(rates.get_limit(self.keys))
 
     async def pause(self) -> None:
         await self._run(ops.pause(self.keys))

@@ -208,6 +208,12 @@ class Worker(WorkerBase):
                     await asyncio.wait_for(self._stop.wait(), outage)
 
     async def _claim(self, free: int, block: float = 0) -> int:
+        sleep, block = self._rate_pause(block)
+        if sleep:  # every queue at its rate limit
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), sleep)
+            if self._stop.is_set():
+                return 0
         claims = await self._backend.run(self._claim_flow(free, block))
         for claim in claims:
             self._start(claim)

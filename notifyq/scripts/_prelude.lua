@@ -19,7 +19,7 @@ local DEFAULT_RESULT_TTL, MAX_RESULT_TTL = 86400, 315360000
 -- (A group's own pending list, 'pending:g:<group>', is a list too: see kind_of.)
 local KINDS = {['pending:high'] = 'list', ['pending:normal'] = 'list', ['pending:low'] = 'list',
   active = 'zset', delayed = 'zset', dead = 'list', quarantine = 'list', wake = 'list',
-  stats = 'hash', events = 'stream', config = 'hash', groups = 'list'}
+  stats = 'hash', events = 'stream', config = 'hash', groups = 'list', starts = 'zset'}
 -- The three priority lists (claim.lua reads them in this order), then the rotation of the
 -- groups that have waiting jobs: what a script that moves ids to or from pending checks.
 local PENDING = {'pending:high', 'pending:normal', 'pending:low', 'groups'}
@@ -333,4 +333,56 @@ local function pop_pending(base, name, now)
     end
   end
   return nil
+end
+
+-- A queue's rate limit (docs/rate-limits.md): at most ``jobs`` starts in any window of
+-- ``per`` ms, whatever the number of workers. Kept as a sliding log: the ZSET ``starts``
+-- holds one entry per start of the last window, scored by its time (ms), so it never holds
+-- more than ``jobs`` entries. (A token bucket or a fixed window would let up to twice as
+-- many starts into some window of that length.)
+local MAX_RATE_JOBS, MAX_RATE_PER_MS = 100000, 86400000  -- rates.py has the same numbers
+
+-- The limit and the window as of ``now``: nil when the queue has none, else {jobs, per,
+-- used}; or nil and an error reply when ``config`` field ``rate_limit`` is not
+-- "<jobs>/<per ms>" (a limit that cannot be read must not be read as "no limit") or the
+-- log is not a ZSET. Trims the log of the starts that left the window.
+local function rate_window(base, now)
+  local value = redis.call('HGET', base .. 'config', 'rate_limit')
+  if not value then
+    return nil
+  end
+  local jobs, per = string.match(value, '^(%d+)/(%d+)$')
+  jobs, per = tonumber(jobs), tonumber(per)
+  if #value > 24 or not jobs or jobs < 1 or jobs > MAX_RATE_JOBS or per < 1 or
+      per > MAX_RATE_PER_MS then
+    return nil, redis.error_reply('CORRUPT ' .. base .. 'config field rate_limit holds "' ..
+      printable(value, 40) .. '", not <jobs>/<ms>')
+  end
+  local bad = check_keys(base, {'starts'})
+  if bad then
+    return nil, bad
+  end
+  redis.call('ZREMRANGEBYSCORE', base .. 'starts', '-inf', now - per)
+  return {jobs = jobs, per = per, used = redis.call('ZCARD', base .. 'starts')}
+end
+
+-- Ms until the window has room for a start again (at least 1): when its oldest start
+-- leaves it.
+local function rate_wait(base, rate, now)
+  local oldest = redis.call('ZRANGE', base .. 'starts', 0, 0, 'WITHSCORES')[2]
+  return math.max(1, (tonumber(oldest) or now) + rate.per - now)
+end
+
+-- Log the starts of the claimed jobs (``out``: ``stride`` values per job, id first, its
+-- lease token second). Returns the ms until the next start is allowed when the window is
+-- now full, else 0.
+local function rate_record(base, rate, out, stride, now)
+  for i = 1, #out, stride do
+    redis.call('ZADD', base .. 'starts', now, out[i] .. ':' .. out[i + 1])
+    rate.used = rate.used + 1
+  end
+  if rate.used < rate.jobs then
+    return 0
+  end
+  return rate_wait(base, rate, now)
 end

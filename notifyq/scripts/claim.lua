@@ -1,11 +1,12 @@
 -- Claim up to N jobs: move each id from a pending list (high, normal and the groups in
 -- turn, low) into the active set with a lease deadline, and give it a new fencing token.
 -- KEYS[1] queue base; ARGV[1] worker id, ARGV[2] max jobs, ARGV[3] lease ms, ARGV[4] queue
--- Returns {jobs, refused}. jobs: a flat list, 7 values per job:
+-- Returns {jobs, refused, wait}. jobs: a flat list, 7 values per job:
 --   id, lease token, attempt, max_attempts, timeout_ms, payload, priority
 -- refused: a flat list, 3 values per id taken off a pending list but not handed out because
 -- its record is not a sound notifyq job (something else wrote it):
 --   id (printable), 'quarantined' or 'dead', the reason
+-- wait: 0, or while the queue's rate limit allows no more starts, the ms until it does
 local base, worker, n, lease_ms = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local queue = ARGV[4]
 if redis.call('EXISTS', base .. 'paused') == 1 then return {{}, {}} end
@@ -14,6 +15,11 @@ local bad = check_keys(base, PENDING, {'active', 'quarantine', 'wake', 'stats', 
 if bad then return bad end
 local now = now_ms()
 local out, refused = {}, {}
+-- the rate limit: start no more jobs than the window has room for
+local rate, rate_bad = rate_window(base, now)
+if rate_bad then return rate_bad end
+if rate and rate.used >= rate.jobs then return {{}, {}, rate_wait(base, rate, now)} end
+if rate then n = math.min(n, rate.jobs - rate.used) end
 local STATES = {queued = true, delayed = true, active = true, retrying = true,
   completed = true, dead = true, cancelled = true}
 
@@ -85,9 +91,10 @@ while #out < n * 7 and #refused < 300 and li <= 3 do
     end
   end
 end
--- more work left: pass the wake-up on to another idle worker
-if (#out > 0 or #refused > 0) and redis.call('LLEN', base .. PENDING[1]) + redis.call('LLEN', base .. PENDING[2]) +
+local wait = rate and rate_record(base, rate, out, 7, now) or 0
+-- more work left: pass the wake-up on to another idle worker (unless the limit stops it)
+if wait == 0 and (#out > 0 or #refused > 0) and redis.call('LLEN', base .. PENDING[1]) + redis.call('LLEN', base .. PENDING[2]) +
     redis.call('LLEN', base .. PENDING[3]) > 0 then
   wake(base)
 end
-return {out, refused}
+return {out, refused, wait}
