@@ -12,11 +12,13 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
+import redis
 
 import notifyq
 from notifyq import Queue
+from notifyq.errors import CorruptRecord
 
-from ..support import eventually, running, running_async
+from ..support import counting_logs, eventually, running, running_async
 
 PROC_WORKER = pathlib.Path(__file__).parent / "proc_worker.py"
 
@@ -130,3 +132,17 @@ def test_a_sigkilled_worker_shows_as_lost_then_goes_away(
     proc.wait(timeout=10)
     eventually(lambda: [w["alive"] for w in queue.workers()] == [False], timeout=20)
     eventually(lambda: queue.workers() == [], timeout=30)  # its entry expired by itself
+
+
+def test_a_registry_key_of_another_type_is_named_and_the_worker_works_on(
+    queue: Queue, r: redis.Redis, start_worker: Callable
+) -> None:
+    r.set(queue.keys.workers, "not a zset")
+    with counting_logs(f"{queue.keys.workers} holds a string") as logged:
+        start_worker(lambda p: p * 2, lease=1.0)
+        assert queue.enqueue(21).wait(timeout=10) == 42
+        eventually(lambda: logged.count >= 1)
+    with pytest.raises(CorruptRecord, match="wrong type"):
+        queue.workers()
+    r.delete(queue.keys.workers)
+    eventually(lambda: len(queue.workers()) == 1)  # its next beat registers it again
