@@ -86,6 +86,7 @@ def test_failures_are_counted(queue: Queue, start_worker: Callable) -> None:
     assert worker.failures == 2
 
 
+@pytest.mark.standalone(reason="a worker of several queues blocks on all their wake lists at once")
 def test_a_worker_of_two_queues_is_in_both_registries(queue: Queue, name: str) -> None:
     other = Queue(f"{name}-b", queue.url)
     worker = notifyq.Worker([queue, other], lambda p: p, lease=1.0)
