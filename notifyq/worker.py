@@ -40,7 +40,6 @@ from .execution import (
     decode_payload,
     failed,
     pause_after,
-    report,
     timed_out,
     unreadable,
 )
@@ -181,7 +180,8 @@ class Worker(WorkerBase):
             threading.Thread(target=self._thread_main, name=f"notifyq-job-{i}", daemon=True)
             for i in range(self.concurrency)
         ]
-        threads.append(threading.Thread(target=self._heartbeat, name="notifyq-hb", daemon=True))
+        heartbeat = threading.Thread(target=self._heartbeat, name="notifyq-hb", daemon=True)
+        threads.append(heartbeat)
         for t in threads:
             t.start()
         log.info("worker %s started on %s", self.id, ", ".join(k.queue for k in self.keys))
@@ -193,6 +193,7 @@ class Worker(WorkerBase):
                 self._shutdown()
                 for _ in range(self.concurrency):
                     self._work.put(None)
+                self._leave(heartbeat)
         log.info("worker %s stopped after %d job runs", self.id, self.processed)
 
     def stop(self) -> None:
@@ -200,6 +201,15 @@ class Worker(WorkerBase):
         self._stop.set()
         with self._changed:
             self._changed.notify_all()
+
+    def _leave(self, heartbeat: threading.Thread) -> None:
+        """Delete this worker's registry entries once the heartbeat (which writes them)
+        has ended; if that fails, they expire by themselves."""
+        heartbeat.join(self.policy.tick + 5.0)
+        try:
+            self._backend.run(self._leave_flow())
+        except Exception as exc:
+            log.warning("worker %s: registry entry left to expire: %s", self.id, exc)
 
     @contextmanager
     def _signals(self) -> Iterator[None]:
@@ -305,7 +315,10 @@ class Worker(WorkerBase):
             try:
                 self._finish(run, outcome)
             except Exception:
-                log.exception("job %s: could not settle; its lease will lapse", run.claim.id)
+                log.exception(
+                    "job %s: could not settle; its lease will lapse", run.claim.id,
+                    extra=self._about(run.claim),
+                )  # fmt: skip
         if loop is not None:
             loop.close()
 
@@ -328,14 +341,16 @@ class Worker(WorkerBase):
                 break
             except RedisUnavailable as exc:
                 if time.monotonic() > run.lease_until:
-                    log.error("job %s: could not store its outcome: %s", run.claim.id, exc)
+                    log.error("job %s: could not store its outcome: %s", run.claim.id, exc,
+                              extra=self._about(run.claim))  # fmt: skip
                     return
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
             except CorruptRecord as exc:  # its queue's keys: fixing them takes a person
-                log.error("job %s: could not store its outcome: %s", run.claim.id, exc)
+                log.error("job %s: could not store its outcome: %s", run.claim.id, exc,
+                          extra=self._about(run.claim))  # fmt: skip
                 return
-        report(run.claim, outcome, state)
+        self._settled(run.claim, outcome, state)
 
     # ------------------------------------------------------------ heartbeat
 
@@ -385,8 +400,10 @@ class Worker(WorkerBase):
                     run.job._cancel.set()
                 try:
                     self._settle(run, Settlement("release", ""))
-                    log.info("job %s released back to its queue", run.claim.id)
+                    log.info("job %s released back to its queue", run.claim.id,
+                             extra=self._about(run.claim))  # fmt: skip
                 except NotifyQError as exc:
                     log.error(
-                        "job %s: release failed (%s); its lease will lapse", run.claim.id, exc
-                    )
+                        "job %s: release failed (%s); its lease will lapse", run.claim.id, exc,
+                        extra=self._about(run.claim),
+                    )  # fmt: skip

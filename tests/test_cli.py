@@ -23,6 +23,8 @@ import pytest
 import notifyq
 from notifyq.embedded import stop_server
 
+from .support import eventually, running
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 HANDLERS = textwrap.dedent(
@@ -514,3 +516,128 @@ def test_limit_refuses_bad_options_with_exit_2(
     else:
         assert proc.returncode == 2 and "usage:" in proc.stderr, proc.stderr
     assert queue.rate_limit() == (7, 2.0)
+
+
+# ------------------------------------------------------------------ workers, watch, logs
+
+
+@pytest.fixture
+def held_worker(queue: notifyq.Queue) -> Iterator[tuple[notifyq.Worker, notifyq.Job]]:
+    """A worker (one thread) whose first job is held by its handler until the test ends."""
+    gate, started = threading.Event(), threading.Event()
+
+    def held(payload: object) -> object:
+        started.set()
+        assert gate.wait(60)
+        return payload
+
+    worker = notifyq.Worker(queue, held, concurrency=1, lease=1.0)
+    with running(worker):
+        job = queue.enqueue("held")
+        assert started.wait(10)
+        eventually(lambda: any(w["jobs"] for w in queue.workers()))
+        yield worker, job
+        gate.set()
+
+
+def test_workers_shows_a_running_worker_and_its_job(
+    cli: Cli, name: str, held_worker: tuple[notifyq.Worker, notifyq.Job]
+) -> None:
+    worker, job = held_worker
+    header, row = ok(cli("workers", name)).splitlines()
+    assert header.split() == ["WORKER", "HOST", "PID", "QUEUES", "BEAT", "UP", "DONE", "RUNNING"]
+    cells = row.split()
+    assert (cells[0], cells[2], cells[3], cells[-1]) == (worker.id, str(os.getpid()), name,
+                                                         job.id[:8])  # fmt: skip
+    assert cells[4].endswith("s") and cells[4] != "lost"
+    [entry] = json.loads(ok(cli("workers", name, "--json")))
+    assert (entry["id"], entry["alive"], entry["queues"]) == (worker.id, True, [name])
+    assert [j["id"] for j in entry["jobs"]] == [job.id]
+
+
+def test_workers_says_when_there_are_none(cli: Cli, name: str) -> None:
+    assert ok(cli("workers", name)) == f"no workers on {name}\n"
+    assert json.loads(ok(cli("workers", name, "--json"))) == []
+
+
+def test_stats_watch_prints_frames_with_the_counts(
+    cli: Cli, queue: notifyq.Queue, name: str, held_worker: tuple[notifyq.Worker, notifyq.Job]
+) -> None:
+    queue.enqueue_many([1, 2])  # wait behind the held job (one thread)
+    out = ok(cli("stats", name, "--watch", "--count", "2", "--interval", "0.2"))
+    assert "\x1b[" not in out  # not a terminal: frames one after the other
+    frames = [f for f in out.split("notifyq stats ") if f]
+    assert len(frames) == 2
+    for frame in frames:
+        header, row = [line.split() for line in frame.splitlines()[2:4]]
+        assert header == ["QUEUE", "PENDING", "ACTIVE", "DELAYED", "DEAD", "COMPLETED", "DONE/S",
+                          "PAUSED", "WORKERS"]  # fmt: skip
+        assert row[:6] == [name, "2", "1", "0", "0", "0"] and row[-2:] == ["no", "1"]
+    assert frames[0].splitlines()[3].split()[6] == "-"
+    assert frames[1].splitlines()[3].split()[6] == "0.0"
+
+
+def test_stats_watch_redraws_a_terminal_and_ctrl_c_exits_0(cli: Cli, name: str) -> None:
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        cli.argv(("stats", name, "--watch", "--interval", "0.2"), cli.url),
+        cwd=cli.cwd, env=cli.env, stdout=follower, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    os.close(follower)
+    screen = b""
+    try:
+        deadline = time.monotonic() + 20
+        while screen.count(b"notifyq stats") < 2:  # two frames drawn
+            assert time.monotonic() < deadline, screen
+            screen += os.read(leader, 4096)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+        os.close(leader)
+    assert screen.count(b"\x1b[H\x1b[2J") >= 2  # each frame redrawn from the top
+    assert name.encode() in screen
+
+
+def test_worker_logs_json_lines_with_the_job(cli: Cli, queue: notifyq.Queue, name: str) -> None:
+    job = queue.enqueue({"n": 1}, max_attempts=1)
+    proc = cli("worker", "cli_handlers:explode", "-q", name, "--burst", "--log-format", "json")
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    assert all(r["time"].endswith("Z") for r in records)
+    [failed] = [r for r in records if r.get("job_id") == job.id]
+    assert (failed["queue"], failed["attempt"], failed["level"]) == (name, 1, "INFO")
+    assert "now dead" in failed["message"]
+    # the same from the environment, and given before the command
+    again = queue.enqueue({"n": 2}, max_attempts=1)
+    proc = cli("--log-format", "json", "worker", "cli_handlers:explode", "-q", name, "--burst")
+    assert any(json.loads(line).get("job_id") == again.id for line in proc.stderr.splitlines())
+    last = queue.enqueue({"n": 3}, max_attempts=1)
+    proc = cli("worker", "cli_handlers:explode", "-q", name, "--burst",
+               env={"NOTIFYQ_LOG_FORMAT": "json"})  # fmt: skip
+    assert any(json.loads(line).get("job_id") == last.id for line in proc.stderr.splitlines())
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--log-format", "xml", "stats"),
+        ("worker", "cli_handlers:double", "--log-format", "yaml"),
+        ("stats", "--watch", "--interval", "0"),
+        ("stats", "--watch", "--count", "0"),
+    ],
+)
+def test_a_bad_log_format_or_watch_option_is_a_usage_error(cli: Cli, args: tuple[str, ...]) -> None:
+    proc = cli(*args)
+    assert proc.returncode == 2
+    assert "usage: notifyq" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_bad_log_format_in_the_environment_exits_2(cli: Cli, name: str) -> None:
+    proc = cli("worker", "cli_handlers:double", "-q", name, "--burst",
+               env={"NOTIFYQ_LOG_FORMAT": "xml"})  # fmt: skip
+    assert_error(proc, 2, "NOTIFYQ_LOG_FORMAT", "text, json")
+    assert_error(cli("stats", name, "--count", "2"), 2, "--watch")

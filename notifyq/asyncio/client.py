@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
-from .. import codec, events, ops, rates
+from .. import codec, events, ops, rates, registry
 from ..client import DEFAULT_WAIT_TIMEOUT, JobBase, QueueBase, page, wait_limit
 from ..connection import resolve_url
 from ..errors import JobNotFound
@@ -124,6 +124,9 @@ class Queue(QueueBase):
 
     async def stats(self) -> dict[str, Any]:
         return await self._run(ops.stats(self.keys))
+
+    async def workers(self) -> list[dict[str, Any]]:
+        return await self._run(registry.workers(self.keys))
 
     async def dead_letters(self, start: int = 0, count: int = 100) -> list[dict[str, Any]]:
         return await self._run(ops.dead_letters(self.keys, *page(start, count)))

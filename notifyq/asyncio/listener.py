@@ -23,6 +23,7 @@ from .. import events as ev
 from ..errors import AccessDenied, CorruptRecord, RedisUnavailable
 from ..events import Event
 from ..listener import MAX_PAUSE, ListenerBase
+from ..logs import job_extra
 from .client import Queue
 from .connection import Backend, shared_backend
 
@@ -172,6 +173,9 @@ class Listener(ListenerBase):
                     if inspect.isawaitable(result):
                         await result
                 except Exception:
-                    log.exception("receiver %r failed on event %s", receiver, event.event_id)
+                    log.exception(
+                        "receiver %r failed on event %s", receiver, event.event_id,
+                        extra=job_extra(event.queue, event.job_id, event.attempt),
+                    )  # fmt: skip
             if event.type != "gap":
                 self.handled += 1

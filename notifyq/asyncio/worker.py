@@ -33,7 +33,6 @@ from ..execution import (
     decode_payload,
     failed,
     pause_after,
-    report,
     timed_out,
     unreadable,
 )
@@ -158,10 +157,19 @@ class Worker(WorkerBase):
             await self._shutdown()
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
+            await self._leave()
             if signals:
                 for s in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(s)
         log.info("worker %s stopped after %d job runs", self.id, self.processed)
+
+    async def _leave(self) -> None:
+        """Delete this worker's registry entries (the heartbeat that writes them has ended);
+        if that fails, they expire by themselves."""
+        try:
+            await self._backend.run(self._leave_flow())
+        except Exception as exc:
+            log.warning("worker %s: registry entry left to expire: %s", self.id, exc)
 
     def stop(self) -> None:
         """Stop claiming; running jobs get the grace period."""
@@ -268,9 +276,11 @@ class Worker(WorkerBase):
             if outcome is not None:
                 await self._settle(run, outcome)
             else:
-                log.warning("job %s: lease lost; handler stopped, outcome dropped", run.claim.id)
+                log.warning("job %s: lease lost; handler stopped, outcome dropped", run.claim.id,
+                            extra=self._about(run.claim))  # fmt: skip
         except Exception:  # e.g. AccessDenied: said here, as the blocking worker does
-            log.exception("job %s: could not settle; its lease will lapse", run.claim.id)
+            log.exception("job %s: could not settle; its lease will lapse", run.claim.id,
+                          extra=self._about(run.claim))  # fmt: skip
         finally:
             self._running.pop((run.claim.queue, run.claim.id, run.claim.token), None)
             self.processed += 1
@@ -284,14 +294,16 @@ class Worker(WorkerBase):
                 break
             except RedisUnavailable as exc:
                 if time.monotonic() > run.lease_until:
-                    log.error("job %s: could not store its outcome: %s", run.claim.id, exc)
+                    log.error("job %s: could not store its outcome: %s", run.claim.id, exc,
+                              extra=self._about(run.claim))  # fmt: skip
                     return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
             except CorruptRecord as exc:  # its queue's keys: fixing them takes a person
-                log.error("job %s: could not store its outcome: %s", run.claim.id, exc)
+                log.error("job %s: could not store its outcome: %s", run.claim.id, exc,
+                          extra=self._about(run.claim))  # fmt: skip
                 return
-        report(run.claim, outcome, state)
+        self._settled(run.claim, outcome, state)
 
     # ------------------------------------------------------------ heartbeat
 

@@ -95,6 +95,7 @@ PURGE_DEAD = _load("purge_dead")
 JOIN_GROUP = _load("join_group")
 SNAPSHOT = _load("snapshot")
 ACCESS = _load("access")
+REGISTER = _load("register")
 
 ALL = (ENQUEUE, CLAIM, MAINTAIN, RENEW, SETTLE, PROGRESS, CANCEL, REQUEUE, PURGE_DEAD, JOIN_GROUP,
-       SNAPSHOT, ACCESS)  # fmt: skip
+       SNAPSHOT, ACCESS, REGISTER)  # fmt: skip
