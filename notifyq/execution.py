@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import access, codec, ops, rates
+from . import access, codec, exporter, ops, rates
 from .codec import text
 from .connection import redact
 from .errors import (
@@ -214,6 +214,8 @@ class WorkerBase:
         windows: str | Sequence[str] | None = None,
         timezone: str | None = None,
         clock: Clock | None = None,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
     ) -> None:
         if isinstance(queues, str) or hasattr(queues, "keys"):
             queues = [queues]
@@ -241,6 +243,14 @@ class WorkerBase:
         self._troubles: dict[tuple[str, str], str] = {}  # (queue, what) -> error last logged
         self._gate = Gate.for_worker(windows, timezone, clock, [k.queue for k in self.keys])
         self._holds = rates.Holds(self.policy.tick)  # queues at their rate limit, left alone
+        self._metrics_at = _metrics_at(metrics_host, metrics_port)
+        self._metrics_token = exporter.token_from_env() if self._metrics_at else None
+        self._metrics_server: exporter.MetricsServer | None = None
+        self.metrics = exporter.WorkerMetrics(lambda: [k[0] for k in list(self._running)],
+                                              self.concurrency)  # fmt: skip
+
+    #: The jobs in flight, by (queue, job id, lease token): each flavour fills it.
+    _running: dict[tuple[str, str, str], Any]
 
     def _window_pause(self, burst: bool, busy: bool) -> float | None:
         """What the claim loop does about the worker's windows (``notifyq.windows``): 0,
@@ -258,6 +268,41 @@ class WorkerBase:
 
     def _args(self, job: Any) -> tuple[Any, ...]:
         return (job.payload, job) if self._takes_job else (job.payload,)
+
+    # Metrics (``notifyq.exporter``): the outcome of every settled job and every failure of
+    # the claim loop go through these, whichever flavour runs the loops.
+
+    def _report(self, claim: ops.Claim, outcome: Settlement, state: str) -> None:
+        """Log what became of a settled job, and count it (duration, outcome)."""
+        report(claim, outcome, state)
+        self.metrics.settled(claim, state)
+
+    def _pause_after(self, exc: Exception, pause: float) -> float:
+        self.metrics.claim_error(exc)
+        return pause_after(exc, pause)
+
+    def _serve_metrics(self) -> None:
+        """Start serving ``GET /metrics`` if ``metrics_port`` was given (``run()`` calls it
+        first: an ``OSError`` if the port is taken)."""
+        if self._metrics_at is not None and self._metrics_server is None:
+            host, port = self._metrics_at
+            self._metrics_server = exporter.MetricsServer(
+                host, port, self.metrics.families, self._metrics_token
+            )
+            log.info("worker %s: metrics at http://%s:%d/metrics", self.id, *self.metrics_address)
+
+    def _stop_metrics(self) -> None:
+        server, self._metrics_server = self._metrics_server, None
+        if server is not None:
+            server.close()
+
+    @property
+    def metrics_address(self) -> tuple[str, int]:
+        """(host, port) of the metrics endpoint while the worker runs (the port it got,
+        with ``metrics_port=0``)."""
+        if self._metrics_server is None:
+            raise RuntimeError("the worker serves no metrics (no metrics_port, or not running)")
+        return self._metrics_server.address
 
     # The Redis side of the worker loops, as flows: each driver runs them with its own I/O.
 
@@ -346,6 +391,17 @@ class WorkerBase:
             self._troubles[(keys.queue, what)] = error
             log.error("queue %s: cannot %s: %s", keys.queue, what, error)
         return False
+
+
+def _metrics_at(host: object, port: object) -> tuple[str, int] | None:
+    """``Worker(metrics_port=, metrics_host=)``: a TCP port (0: any free one) and a host."""
+    if port is None:
+        return None
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValidationError(f"metrics_port must be a port number (0 to 65535), not {port!r}")
+    if not isinstance(host, str) or not host:
+        raise ValidationError(f"metrics_host must be a host name or address, not {host!r}")
+    return host, port
 
 
 def _backoff(value: object) -> tuple[float, float]:

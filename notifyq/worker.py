@@ -39,8 +39,6 @@ from .execution import (
     completed,
     decode_payload,
     failed,
-    pause_after,
-    report,
     timed_out,
     unreadable,
 )
@@ -177,6 +175,7 @@ class Worker(WorkerBase):
     def run(self, *, burst: bool = False) -> None:
         """Work until ``stop()`` or a signal; with ``burst``, until no job is left to do."""
         self._stop.clear()
+        self._serve_metrics()
         threads = [
             threading.Thread(target=self._thread_main, name=f"notifyq-job-{i}", daemon=True)
             for i in range(self.concurrency)
@@ -193,6 +192,7 @@ class Worker(WorkerBase):
                 self._shutdown()
                 for _ in range(self.concurrency):
                     self._work.put(None)
+                self._stop_metrics()
         log.info("worker %s stopped after %d job runs", self.id, self.processed)
 
     def stop(self) -> None:
@@ -253,7 +253,7 @@ class Worker(WorkerBase):
             except (RedisUnavailable, CorruptRecord, ResponseError) as exc:
                 # Redis unreachable, or a queue key that something else overwrote: pause,
                 # longer each time, until it is back or fixed
-                outage = pause_after(exc, outage)
+                outage = self._pause_after(exc, outage)
                 self._stop.wait(outage)
 
     def _claim(self, free: int, block: float = 0) -> int:
@@ -335,7 +335,7 @@ class Worker(WorkerBase):
             except CorruptRecord as exc:  # its queue's keys: fixing them takes a person
                 log.error("job %s: could not store its outcome: %s", run.claim.id, exc)
                 return
-        report(run.claim, outcome, state)
+        self._report(run.claim, outcome, state)
 
     # ------------------------------------------------------------ heartbeat
 
