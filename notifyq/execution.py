@@ -285,11 +285,11 @@ class WorkerBase:
         """Start serving ``GET /metrics`` if ``metrics_port`` was given (``run()`` calls it
         first: an ``OSError`` if the port is taken)."""
         if self._metrics_at is not None and self._metrics_server is None:
-            host, port = self._metrics_at
             self._metrics_server = exporter.MetricsServer(
-                host, port, self.metrics.families, self._metrics_token
+                *self._metrics_at, self.metrics.families, self._metrics_token
             )
-            log.info("worker %s: metrics at http://%s:%d/metrics", self.id, *self.metrics_address)
+            host, port = self._metrics_server.address
+            log.info("worker %s: metrics at http://%s:%d/metrics", self.id, host, port)
 
     def _stop_metrics(self) -> None:
         server, self._metrics_server = self._metrics_server, None
@@ -297,12 +297,10 @@ class WorkerBase:
             server.close()
 
     @property
-    def metrics_address(self) -> tuple[str, int]:
+    def metrics_address(self) -> tuple[str, int] | None:
         """(host, port) of the metrics endpoint while the worker runs (the port it got,
-        with ``metrics_port=0``)."""
-        if self._metrics_server is None:
-            raise RuntimeError("the worker serves no metrics (no metrics_port, or not running)")
-        return self._metrics_server.address
+        with ``metrics_port=0``); None when it serves none (not running, no port)."""
+        return None if self._metrics_server is None else self._metrics_server.address
 
     # The Redis side of the worker loops, as flows: each driver runs them with its own I/O.
 
