@@ -514,3 +514,17 @@ def test_limit_refuses_bad_options_with_exit_2(
     else:
         assert proc.returncode == 2 and "usage:" in proc.stderr, proc.stderr
     assert queue.rate_limit() == (7, 2.0)
+
+
+# ------------------------------------------------------------------ metrics
+
+
+def test_metrics_options_are_checked(cli: Cli) -> None:
+    proc = cli("worker", "cli_handlers:double", "--metrics-port", "70000")
+    assert proc.returncode == 2 and "usage: notifyq" in proc.stderr
+    short = {"NOTIFYQ_METRICS_TOKEN": "short", **SECRET}
+    proc = cli("worker", "cli_handlers:double", "--burst", "--metrics-port", "0", env=short)
+    assert_error(proc, 2, "NOTIFYQ_METRICS_TOKEN", "16 characters")
+    assert_error(cli("gateway", "--port", "0", "--metrics", env=short), 2, "16 characters")
+    proc = cli("gateway", "--port", "0", "--metrics", "--metrics-queue", "a b", env=SECRET)
+    assert_error(proc, 2, "invalid queue name")
