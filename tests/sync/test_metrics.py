@@ -6,9 +6,11 @@ import threading
 import urllib.error
 
 import pytest
+import redis
 
 import notifyq
 from notifyq.errors import ValidationError
+from notifyq.keys import QueueKeys
 
 from .. import promtext
 from ..promtext import url_of
@@ -85,3 +87,20 @@ def test_bad_metrics_settings_are_refused(
 ) -> None:
     with pytest.raises(ValidationError, match=message):
         notifyq.Worker(queue, promtext.known_handler, **settings)  # type: ignore[arg-type]
+
+
+def test_claim_errors_are_counted_by_reason(queue: notifyq.Queue, r: redis.Redis) -> None:
+    pending = QueueKeys(queue.name).pending("normal")
+    r.set(pending, "not a list")  # claim.lua refuses the queue: the claim loop pauses
+    worker = notifyq.Worker(queue, promtext.known_handler, metrics_port=0)
+    with running(worker):
+        url = url_of(served(worker))
+
+        def counted() -> bool:
+            families = promtext.parse(promtext.scrape(url)[1])
+            return {"reason": "corrupt_key"} in promtext.series(
+                families, "notifyq_worker_claim_errors_total"
+            )
+
+        eventually(counted, timeout=30)
+        r.delete(pending)
