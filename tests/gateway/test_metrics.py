@@ -143,3 +143,27 @@ async def test_bad_metrics_settings_are_refused(options: dict[str, object], mess
 
     with pytest.raises(ValidationError, match=message):
         Gateway("redis://127.0.0.1:1/0", secret=b"s" * 16, metrics=True, **options)  # type: ignore[arg-type]
+
+
+async def test_each_queue_is_read_where_it_lives(
+    gateway: GatewayFactory, redis_url: str, name: str, r: redis.Redis
+) -> None:
+    """Queues with different depths (on a cluster, in slots of different shards): each
+    reported depth is its own queue's."""
+    queues = [f"{name}-{i}" for i in range(6)]
+    try:
+        for i, queue in enumerate(queues):
+            await anq.Queue(queue, redis_url).enqueue_many(list(range(i + 1)))
+        gw = await gateway(metrics=True, metrics_queues=queues)
+        found = await metrics(gw)
+        for i, queue in enumerate(queues):
+            assert promtext.value(found, "notifyq_queue_up", queue=queue) == 1
+            assert (
+                promtext.value(found, "notifyq_queue_jobs", queue=queue, state="pending") == i + 1
+            )
+            assert promtext.value(found, "notifyq_queue_enqueued_total", queue=queue) == i + 1
+    finally:
+        for queue in queues:
+            keys = list(r.scan_iter(match=f"nq:{{{queue}}}:*", count=1000))
+            for key in keys:
+                r.delete(key)
