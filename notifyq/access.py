@@ -82,6 +82,9 @@ ROLES: dict[str, Role] = {
     "gateway": _role(
         _ALWAYS + _NAMED + _STATS + "subscribe unsubscribe xrange xrevrange", scripts.SNAPSHOT
     ),
+    # a gateway that serves /metrics (``metrics=True``): this as well, on ``metrics_queues``
+    # (``Queue.stats()``, and the listener groups of the event streams)
+    "metrics": _role(_ALWAYS + _STATS + "xinfo|groups"),
     # a gateway that takes jobs over HTTP (``enqueue_queues``): this as well
     "http-enqueue": _role("", scripts.ENQUEUE),
     # any role on a Redis Cluster: this as well (the slot map, sharded pub/sub)

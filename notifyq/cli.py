@@ -397,6 +397,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         settings["windows"] = args.windows
     if args.timezone is not None:
         settings["timezone"] = args.timezone
+    if args.metrics_port is not None:
+        settings.update(metrics_port=args.metrics_port, metrics_host=args.metrics_host)
     live = LiveLine(sys.stderr) if args.burst and sys.stderr.isatty() else None
     _setup_logging(args, live)
 
@@ -568,7 +570,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     gateway = Gateway(
         args.url, host=args.host, port=args.port, static=args.static, origins=args.origins,
         enqueue_queues=args.enqueue_queues or (), enqueue_key=enqueue_key,
-        token_ttl=args.token_ttl,
+        token_ttl=args.token_ttl, metrics=args.metrics, metrics_queues=args.metrics_queues,
     )  # fmt: skip
     return asyncio.run(_serve(gateway, lambda: print(f"gateway: {gateway.address}", flush=True)))
 
@@ -895,6 +897,10 @@ COMMANDS: dict[str, Command | Group] = {
             "22:00-02:00; repeat for several (default: any time)"),
         arg("--timezone", metavar="ZONE",
             help="IANA time zone of the windows, e.g. Europe/Paris (default: UTC)"),
+        arg("--metrics-port", type=_port, metavar="PORT",
+            help="serve Prometheus metrics at http://HOST:PORT/metrics (0: any free port)"),
+        arg("--metrics-host", default="127.0.0.1", metavar="HOST",
+            help="address of the metrics endpoint (default: %(default)s)"),
         LOG_FORMAT_HERE,
     ]),
     "result": Command(cmd_result, "print a finished job's result (never waits)", [
@@ -966,6 +972,11 @@ COMMANDS: dict[str, Command | Group] = {
             help="accept POST /queues/QUEUE/jobs with the key in $NOTIFYQ_ENQUEUE_KEY; repeat"),
         arg("--token-ttl", type=_seconds, default=3600, metavar="S",
             help="lifetime of the job tokens POST returns (default: %(default)s)"),
+        arg("--metrics", action="store_true",
+            help="serve Prometheus metrics at /metrics (token: $NOTIFYQ_METRICS_TOKEN if set)"),
+        arg("--metrics-queue", dest="metrics_queues", action="append", metavar="QUEUE",
+            help="with --metrics: report this queue's depths, counters and listener lag; "
+            "repeat (default: the --enqueue-queue queues)"),
         LOG_FORMAT_HERE,
     ]),
     "demo": Command(cmd_demo, "see notifyq work in a browser, on a throwaway server", [

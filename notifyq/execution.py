@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import access, codec, ops, rates, registry
+from . import access, codec, exporter, ops, rates, registry
 from .codec import text
 from .connection import redact
 from .errors import (
@@ -225,6 +225,8 @@ class WorkerBase:
         windows: str | Sequence[str] | None = None,
         timezone: str | None = None,
         clock: Clock | None = None,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
     ) -> None:
         if isinstance(queues, str) or hasattr(queues, "keys"):
             queues = [queues]
@@ -254,6 +256,14 @@ class WorkerBase:
         self._troubles: dict[tuple[str, str], str] = {}  # (queue, what) -> error last logged
         self._gate = Gate.for_worker(windows, timezone, clock, [k.queue for k in self.keys])
         self._holds = rates.Holds(self.policy.tick)  # queues at their rate limit, left alone
+        self._metrics_at = _metrics_at(metrics_host, metrics_port)
+        self._metrics_token = exporter.token_from_env() if self._metrics_at else None
+        self._metrics_server: exporter.MetricsServer | None = None
+        self.metrics = exporter.WorkerMetrics(lambda: [k[0] for k in list(self._running)],
+                                              self.concurrency)  # fmt: skip
+
+    #: The jobs in flight, by (queue, job id, lease token): each flavour fills it.
+    _running: dict[tuple[str, str, str], Any]
 
     def _window_pause(self, burst: bool, busy: bool) -> float | None:
         """What the claim loop does about the worker's windows (``notifyq.windows``): 0,
@@ -271,6 +281,34 @@ class WorkerBase:
 
     def _args(self, job: Any) -> tuple[Any, ...]:
         return (job.payload, job) if self._takes_job else (job.payload,)
+
+    # Metrics (``notifyq.exporter``): the outcome of every settled job and every failure of
+    # the claim loop go through these, whichever flavour runs the loops.
+
+    def _pause_after(self, exc: Exception, pause: float) -> float:
+        self.metrics.claim_error(exc)
+        return pause_after(exc, pause)
+
+    def _serve_metrics(self) -> None:
+        """Start serving ``GET /metrics`` if ``metrics_port`` was given (``run()`` calls it
+        first: an ``OSError`` if the port is taken)."""
+        if self._metrics_at is not None and self._metrics_server is None:
+            self._metrics_server = exporter.MetricsServer(
+                *self._metrics_at, self.metrics.families, self._metrics_token
+            )
+            host, port = self._metrics_server.address
+            log.info("worker %s: metrics at http://%s:%d/metrics", self.id, host, port)
+
+    def _stop_metrics(self) -> None:
+        server, self._metrics_server = self._metrics_server, None
+        if server is not None:
+            server.close()
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """(host, port) of the metrics endpoint while the worker runs (the port it got,
+        with ``metrics_port=0``); None when it serves none (not running, no port)."""
+        return None if self._metrics_server is None else self._metrics_server.address
 
     # The Redis side of the worker loops, as flows: each driver runs them with its own I/O.
 
@@ -372,10 +410,12 @@ class WorkerBase:
         return job_extra(claim.queue, claim.id, claim.attempt, self.id)
 
     def _settled(self, claim: ops.Claim, outcome: Settlement, state: str) -> None:
-        """Count and log what became of a job this worker settled."""
+        """Count (failures, the metrics' duration and outcome) and log what became of a
+        job this worker settled."""
         if state in ("retrying", "dead"):
             self.failures += 1
         report(claim, outcome, state, self.id)
+        self.metrics.settled(claim, state)
 
     def _trouble(self, keys: QueueKeys, what: str, reply: Any) -> bool:
         """True if ``reply`` is not an error. An error is logged when it starts or changes
@@ -391,6 +431,17 @@ class WorkerBase:
             self._troubles[(keys.queue, what)] = error
             log.error("queue %s: cannot %s: %s", keys.queue, what, error)
         return False
+
+
+def _metrics_at(host: object, port: object) -> tuple[str, int] | None:
+    """``Worker(metrics_port=, metrics_host=)``: a TCP port (0: any free one) and a host."""
+    if port is None:
+        return None
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValidationError(f"metrics_port must be a port number (0 to 65535), not {port!r}")
+    if not isinstance(host, str) or not host:
+        raise ValidationError(f"metrics_host must be a host name or address, not {host!r}")
+    return host, port
 
 
 def _backoff(value: object) -> tuple[float, float]:

@@ -21,8 +21,8 @@ code 4001; memory per client is bounded by ``Limits``.
 
 HTTP on the same port: ``GET /jobs/<id>`` (bearer token: state and result, for clients that
 poll), ``GET /queues/<q>/stats`` (queue token), ``POST /queues/<q>/jobs`` (off unless
-queues are named and an enqueue key set), ``GET /healthz`` and the static files of a
-folder (``web_demo/``).
+queues are named and an enqueue key set), ``GET /metrics`` (Prometheus; off unless
+``metrics=True``), ``GET /healthz`` and the static files of a folder (``web_demo/``).
 """
 
 from __future__ import annotations
@@ -50,15 +50,23 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from . import access, codec, events, ops, protocol, scripts, tokens
+from . import access, codec, events, exporter, ops, protocol, scripts, tokens
 from .asyncio.connection import Backend, new_backend
 from .asyncio.hub import PubSub
 from .cluster import Topology, channel_slot
 from .codec import loose_text, text
 from .connection import redact, resolve_url
-from .errors import AccessDenied, CorruptRecord, InvalidToken, RedisUnavailable, ValidationError
+from .errors import (
+    AccessDenied,
+    CorruptRecord,
+    InvalidToken,
+    NotifyQError,
+    RedisUnavailable,
+    ValidationError,
+)
 from .keys import QueueKeys, check_job_id, check_queue_name
 from .logs import job_extra
+from .metrics import CONTENT_TYPE, render
 from .ops import Command, Flow, Pipeline, ScriptCall
 from .protocol import ProtocolError, event_id, event_key
 
@@ -125,7 +133,7 @@ class Sub:
                 self.session.cut_off()
         elif key > self.last:
             self.last = key
-            self.session.send(message)
+            self.session.send_event(message)
 
     def go_live(self) -> None:
         held, self.held, self.held_size = self.held, [], 0
@@ -151,6 +159,7 @@ class Session:
         self._allowance, self._stamp = float(limits.burst), time.monotonic()
         self.errors = 0
         self.cut_offs = 0
+        self.events_sent = 0
 
     def send(self, message: str) -> None:
         if self.closed:
@@ -161,6 +170,12 @@ class Session:
             self.cut_off()
         else:
             self._ready.set()
+
+    def send_event(self, message: str) -> None:
+        """``send`` an event, counted (``notifyq_gateway_events_sent_total``)."""
+        self.send(message)
+        if not self.closed:
+            self.events_sent += 1
 
     def cut_off(self) -> None:
         """The client does not read fast enough: drop what is queued and close (4001)."""
@@ -500,7 +515,7 @@ class Fanout(PubSub[Sub]):
                 afresh.append(sub)
                 continue
             for _, message in missed:
-                sub.session.send(message)
+                sub.session.send_event(message)
             sub.last = missed[-1][0] if missed else last
             sub.started = True
         for sub in afresh:
@@ -630,7 +645,10 @@ class Gateway:
     ``Origin`` values allowed to open WebSockets and POST (default: the gateway's own
     origin only; ``["*"]``: any). ``enqueue_queues`` and ``enqueue_key`` turn on
     ``POST /queues/<q>/jobs`` for those queues (off by default). ``static``: a folder served
-    at ``/`` (``web_demo/``).
+    at ``/`` (``web_demo/``). ``metrics``: serve ``GET /metrics`` (Prometheus, off by
+    default), with the depths, counters and listener lag of ``metrics_queues`` (default:
+    the enqueue queues); ``metrics_token`` (default ``NOTIFYQ_METRICS_TOKEN``), when set,
+    must come as ``Authorization: Bearer <token>``.
     """
 
     def __init__(
@@ -646,6 +664,9 @@ class Gateway:
         enqueue_key: str | None = None,
         token_ttl: float = 3600,
         limits: Limits | None = None,
+        metrics: bool = False,
+        metrics_queues: Iterable[str] | None = None,
+        metrics_token: str | None = None,
     ) -> None:
         self.secret = tokens.check_secret(tokens.secret_from_env() if secret is None else secret)
         self.url = resolve_url(url)
@@ -660,6 +681,16 @@ class Gateway:
         self.enqueue_key = enqueue_key or ""
         self.token_ttl = tokens.check_ttl(token_ttl, "token_ttl")
         self.limits = limits or Limits()
+        self.metrics = bool(metrics)
+        names = self.enqueue_queues if metrics_queues is None else metrics_queues
+        self.metrics_queues = sorted({check_queue_name(q) for q in names})
+        if len(self.metrics_queues) > exporter.MAX_QUEUES:
+            raise ValidationError(f"metrics_queues: at most {exporter.MAX_QUEUES} queues")
+        self.metrics_token = (
+            exporter.token_from_env()
+            if metrics_token is None
+            else exporter.check_token(metrics_token)
+        )
         self.sessions: set[Session] = set()
         self.counters: Counter[str] = Counter()
         self._backend: Backend | None = None
@@ -696,6 +727,9 @@ class Gateway:
         queues = [QueueKeys(q) for q in sorted(self.enqueue_queues)]
         roles = ["gateway", "http-enqueue"]
         await self._backend.run(access.check(roles, queues, redact(self.url)))
+        if self.metrics:
+            watched = [QueueKeys(q) for q in self.metrics_queues]
+            await self._backend.run(access.check(["metrics"], watched, redact(self.url)))
 
     @property
     def port(self) -> int:
@@ -748,6 +782,7 @@ class Gateway:
         finally:
             session.closed = True
             self.counters["slow_consumers"] += session.cut_offs
+            self.counters["events_sent"] += session.events_sent
             for sub in session.subs.values():
                 self._fanout_now().unfollow(sub)
             session.subs.clear()
@@ -872,6 +907,9 @@ class Gateway:
         if path == "/healthz":
             _allow(method, "GET")
             return await self._health(connection)
+        if path == "/metrics":
+            _allow(method, "GET")
+            return await self._metrics(request)
         if len(parts) == 2 and parts[0] == "jobs":
             _allow(method, "GET")
             return await self._get_job(connection, request, parts[1])
@@ -895,6 +933,39 @@ class Gateway:
             ok = False
         body = {"ok": ok, "redis": "up" if ok else "down", **self.stats()}
         return _json(200 if ok else 503, body)
+
+    async def _metrics(self, request: Request) -> Response:
+        """Prometheus' scrape: the gateway's own series, and those of ``metrics_queues``
+        read from Redis now (each queue within ``exporter.SCRAPE_TIMEOUT``; one that cannot
+        be read is reported with ``notifyq_queue_up`` 0, the others as usual)."""
+        if not self.metrics:
+            raise _HttpError(404, "not found")
+        if not exporter.authorised(request.headers.get("Authorization"), self.metrics_token):
+            raise _HttpError(401, "a valid metrics token is required", bearer=True)
+        live = list(self.sessions)
+        fanout = self._fanout.counters if self._fanout else Counter()
+        counts = {
+            **self.counters,
+            "events_received": fanout["events"],
+            "events_sent": self.counters["events_sent"] + sum(s.events_sent for s in live),
+            "slow_consumers": self.counters["slow_consumers"] + sum(s.cut_offs for s in live),
+        }
+        subscriptions = sum(len(s.subs) for s in live)
+        families = exporter.gateway_families(len(live), subscriptions, counts)
+        readings = await asyncio.gather(*(self._read_queue(q) for q in self.metrics_queues))
+        families += exporter.queue_families(list(zip(self.metrics_queues, readings, strict=True)))
+        return _response(
+            200, render(families).encode(), CONTENT_TYPE, {"Cache-Control": "no-store"}
+        )
+
+    async def _read_queue(self, queue: str) -> exporter.QueueReading | None:
+        assert self._backend is not None
+        try:
+            async with asyncio.timeout(exporter.SCRAPE_TIMEOUT):
+                return await self._backend.run(exporter.read_queue(QueueKeys(queue)))
+        except (NotifyQError, ResponseError, TimeoutError) as exc:
+            log.warning("metrics: cannot read queue %s: %s", queue, exc)
+            return None
 
     def _grant(self, request: Request) -> tokens.Grant:
         auth = request.headers.get("Authorization", "")

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import math
 import secrets
+import time
 from collections.abc import Generator, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -460,6 +461,8 @@ class Claim:
     timeout: float | None  # seconds; None: the worker's default
     raw_payload: bytes | str  # as Redis holds it: decoded (and checked) by the worker
     priority: str
+    #: ``time.monotonic()`` when the claim was read: where a job's duration starts
+    claimed_at: float = field(default_factory=time.monotonic, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

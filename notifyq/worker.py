@@ -39,7 +39,6 @@ from .execution import (
     completed,
     decode_payload,
     failed,
-    pause_after,
     timed_out,
     unreadable,
 )
@@ -176,6 +175,7 @@ class Worker(WorkerBase):
     def run(self, *, burst: bool = False) -> None:
         """Work until ``stop()`` or a signal; with ``burst``, until no job is left to do."""
         self._stop.clear()
+        self._serve_metrics()
         threads = [
             threading.Thread(target=self._thread_main, name=f"notifyq-job-{i}", daemon=True)
             for i in range(self.concurrency)
@@ -194,6 +194,7 @@ class Worker(WorkerBase):
                 for _ in range(self.concurrency):
                     self._work.put(None)
                 self._leave(heartbeat)
+                self._stop_metrics()
         log.info("worker %s stopped after %d job runs", self.id, self.processed)
 
     def stop(self) -> None:
@@ -263,7 +264,7 @@ class Worker(WorkerBase):
             except (RedisUnavailable, CorruptRecord, ResponseError) as exc:
                 # Redis unreachable, or a queue key that something else overwrote: pause,
                 # longer each time, until it is back or fixed
-                outage = pause_after(exc, outage)
+                outage = self._pause_after(exc, outage)
                 self._stop.wait(outage)
 
     def _claim(self, free: int, block: float = 0) -> int:

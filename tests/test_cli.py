@@ -641,3 +641,17 @@ def test_a_bad_log_format_in_the_environment_exits_2(cli: Cli, name: str) -> Non
                env={"NOTIFYQ_LOG_FORMAT": "xml"})  # fmt: skip
     assert_error(proc, 2, "NOTIFYQ_LOG_FORMAT", "text, json")
     assert_error(cli("stats", name, "--count", "2"), 2, "--watch")
+
+
+# ------------------------------------------------------------------ metrics
+
+
+def test_metrics_options_are_checked(cli: Cli) -> None:
+    proc = cli("worker", "cli_handlers:double", "--metrics-port", "70000")
+    assert proc.returncode == 2 and "usage: notifyq" in proc.stderr
+    short = {"NOTIFYQ_METRICS_TOKEN": "short", **SECRET}
+    proc = cli("worker", "cli_handlers:double", "--burst", "--metrics-port", "0", env=short)
+    assert_error(proc, 2, "NOTIFYQ_METRICS_TOKEN", "16 characters")
+    assert_error(cli("gateway", "--port", "0", "--metrics", env=short), 2, "16 characters")
+    proc = cli("gateway", "--port", "0", "--metrics", "--metrics-queue", "a b", env=SECRET)
+    assert_error(proc, 2, "invalid queue name")

@@ -150,3 +150,28 @@ def test_sms_sender_keeps_five_sends_a_second_across_three_workers() -> None:
     assert "sms: busiest one-second window: 5 sends (limit 5)" in lines, out
     assert "sms: 30 of 30 delivered by 3 senders" in lines, out
     assert lines[-1] == "sms: done"
+
+
+def test_metrics_example_scrapes_a_worker_and_the_gateway() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFYQ_URL"}  # its own server
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "metrics.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    for expected in [
+        'notifyq_worker_jobs_total{queue="sms",outcome="completed"} 5',
+        'notifyq_worker_jobs_total{queue="sms",outcome="dead"} 1',
+        'notifyq_job_duration_seconds_count{queue="sms",outcome="completed"} 5',
+        'notifyq_queue_jobs{queue="sms",state="delayed"} 1',
+        'notifyq_queue_jobs{queue="sms",state="dead"} 1',
+        'notifyq_queue_enqueued_total{queue="sms"} 7',
+        'notifyq_queue_completed_total{queue="sms"} 5',
+        'notifyq_listener_lag_events{queue="sms",group="audit"} 20',
+    ]:
+        assert expected in lines, proc.stdout
+    assert lines[-1] == "metrics: done"

@@ -32,7 +32,6 @@ from ..execution import (
     completed,
     decode_payload,
     failed,
-    pause_after,
     timed_out,
     unreadable,
 )
@@ -143,6 +142,7 @@ class Worker(WorkerBase):
         self._backend = self._backend_given or shared_backend(self._url)
         self._settler = _Settler(self._backend)
         self._stop.clear()
+        self._serve_metrics()
         loop = asyncio.get_running_loop()
         signals = threading.current_thread() is threading.main_thread()
         if signals:
@@ -158,6 +158,7 @@ class Worker(WorkerBase):
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
             await self._leave()
+            self._stop_metrics()
             if signals:
                 for s in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(s)
@@ -211,7 +212,7 @@ class Worker(WorkerBase):
             except (RedisUnavailable, CorruptRecord, ResponseError) as exc:
                 # Redis unreachable, or a queue key that something else overwrote: pause,
                 # longer each time, until it is back or fixed
-                outage = pause_after(exc, outage)
+                outage = self._pause_after(exc, outage)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), outage)
 
