@@ -169,6 +169,23 @@ def test_stopping_releases_the_jobs_of_the_batch_being_filled(queue: Queue) -> N
     assert job.status() == "queued" and job.info()["attempt"] == 0
 
 
+def test_graceful_stop_releases_a_batch_that_outlives_the_grace(queue: Queue) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def long(jobs: list[notifyq.ActiveJob]) -> list[str]:
+        started.set()
+        release.wait(10)
+        return ["late"] * len(jobs)
+
+    jobs = queue.enqueue_many([1, 2])
+    try:
+        with running(notifyq.Worker(queue, long, batch_size=2, grace=0.2)):
+            assert started.wait(10)
+    finally:
+        release.set()
+    assert [j.status() for j in jobs] == ["queued", "queued"]
+
+
 @pytest.fixture
 def spawn(queue: Queue, tmp_path: pathlib.Path) -> Iterator[Callable[[str], subprocess.Popen]]:
     procs: list[subprocess.Popen] = []
