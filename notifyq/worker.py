@@ -109,16 +109,12 @@ class _Settler:
         self._pending: list[list[_Slot]] = []  # groups that go in one call each
         self._busy = False
 
-    def settle(self, claim: ops.Claim, outcome: Settlement) -> str:
-        state = self.settle_many([(claim, outcome)])[0]
-        if isinstance(state, Exception):
-            raise state
-        return state
-
     def settle_many(self, outcomes: list[tuple[ops.Claim, Settlement]]) -> list[str | Exception]:
         """Settle ``outcomes`` together (one call, or the same call as other waiting ones);
         per job its new state, or the error its queue's script answered. An error of the
         whole call (``RedisUnavailable``...) is raised."""
+        if not outcomes:
+            return []
         group = [_Slot(claim, outcome) for claim, outcome in outcomes]
         with self._changed:
             self._pending.append(group)
@@ -348,6 +344,10 @@ class Worker(WorkerBase):
                     return
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
+            except CorruptRecord as exc:  # its queue's keys: fixing them takes a person
+                for run, _ in outcomes:
+                    log.error("job %s: could not store its outcome: %s", run.claim.id, exc)
+                return
         refused: Exception | None = None
         for (run, outcome), state in zip(outcomes, states, strict=True):
             if isinstance(state, CorruptRecord):  # its queue's keys: fixing them takes a person

@@ -105,12 +105,6 @@ class _Settler:
         ] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def settle(self, claim: ops.Claim, outcome: Settlement) -> str:
-        state = (await self.settle_many([(claim, outcome)]))[0]
-        if isinstance(state, Exception):  # its queue refused the settle call
-            raise state
-        return state
-
     async def settle_many(
         self, outcomes: list[tuple[ops.Claim, Settlement]]
     ) -> list[str | Exception]:
@@ -324,6 +318,10 @@ class Worker(WorkerBase):
                     return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
+            except CorruptRecord as exc:  # its queue's keys: fixing them takes a person
+                for run, _ in outcomes:
+                    log.error("job %s: could not store its outcome: %s", run.claim.id, exc)
+                return
         refused: Exception | None = None
         for (run, outcome), state in zip(outcomes, states, strict=True):
             if isinstance(state, CorruptRecord):  # its queue's keys: fixing them takes a person
