@@ -399,6 +399,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         settings["timezone"] = args.timezone
     if args.metrics_port is not None:
         settings.update(metrics_port=args.metrics_port, metrics_host=args.metrics_host)
+    if args.batch_size is not None or args.batch_wait is not None:
+        settings.update(batch_size=args.batch_size, batch_wait=args.batch_wait)
     live = LiveLine(sys.stderr) if args.burst and sys.stderr.isatty() else None
     _setup_logging(args, live)
 
@@ -888,7 +890,7 @@ COMMANDS: dict[str, Command | Group] = {
             help="queue to work on; repeat for several (default: default)"),
         arg("-c", "--concurrency", type=_positive, metavar="N",
             help="jobs run at once (default: 32 tasks for async def handlers, 4 threads "
-            "for others)"),
+            "for others); with --batch-size, batches run at once (default: 1)"),
         arg("--burst", action="store_true", help="stop once no job is left to do"),
         arg("--lease", type=_seconds, metavar="S", help="lease on a claimed job (default: 30)"),
         arg("--timeout", type=_seconds, metavar="S", help="default limit for one attempt"),
@@ -902,6 +904,11 @@ COMMANDS: dict[str, Command | Group] = {
         arg("--metrics-host", default="127.0.0.1", metavar="HOST",
             help="address of the metrics endpoint (default: %(default)s)"),
         LOG_FORMAT_HERE,
+        arg("--batch-size", type=_positive, metavar="N",
+            help="call handler(jobs) with up to N jobs at once; it returns one result per job"),
+        arg("--batch-wait", type=_seconds, metavar="S",
+            help="with --batch-size: start a batch that is not full S seconds after its "
+            "first job (default: 1)"),
     ]),
     "result": Command(cmd_result, "print a finished job's result (never waits)", [
         JOB_ID, JOB_QUEUE,

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from . import access, codec, exporter, ops, rates, registry
 from .codec import text
@@ -38,6 +38,7 @@ from .ops import Settlement
 from .windows import Clock, Gate
 
 Handler = Callable[..., Any]
+T = TypeVar("T")
 
 MAX_PROGRESS = 64 * 1024  # bytes of encoded progress value
 #: Longest pause of a worker's claim loop after a failure (Redis unreachable, queue keys of
@@ -99,6 +100,27 @@ class ActiveJobBase:
 
 #: Most outcomes one settle call carries.
 SETTLE_BATCH = 500
+
+
+def settle_cut(sizes: Sequence[int], most: int = SETTLE_BATCH) -> int:
+    """How many of the groups of outcomes waiting to be settled (their sizes, oldest first)
+    the next settle call takes: whole groups only, so that the jobs of one batch are settled
+    in one call; up to ``most`` outcomes, and always the first group."""
+    total = 0
+    for i, size in enumerate(sizes):
+        if i and total + size > most:
+            return i
+        total += size
+    return len(sizes)
+
+
+def raise_outage(states: Sequence[str | Exception]) -> None:
+    """Raise the first ``RedisUnavailable`` among a settle call's per-job states: a queue
+    whose script the server refused for want of memory (``ServerFull``) is an outage to
+    ride out (the call wrote nothing), not a refusal to log and drop."""
+    for state in states:
+        if isinstance(state, RedisUnavailable):
+            raise state
 
 
 def report(claim: ops.Claim, outcome: Settlement, state: str, worker: str | None = None) -> None:
@@ -181,6 +203,131 @@ def error_json(exc: BaseException, *, with_traceback: bool = True) -> str:
     return codec.encode(record, limit=1 << 20, what="error")
 
 
+# ---------------------------------------------------------------- batch handlers
+#
+# ``Worker(queue, handler, batch_size=N, batch_wait=S)`` calls ``handler(jobs)`` with up to
+# N jobs and takes back one result per job, in order. Each job keeps its own outcome: the
+# rules below turn the handler's reply into one ``Settlement`` per job, and both workers
+# settle them through the same script call as single jobs, so fencing, events and result
+# keys are exactly the same.
+
+#: Largest ``batch_size``: a batch is settled in one script call (``SETTLE_BATCH``).
+MAX_BATCH_SIZE = SETTLE_BATCH
+#: ``batch_wait`` when only ``batch_size`` is given, seconds.
+DEFAULT_BATCH_WAIT = 1.0
+
+
+def check_batch(size: object, wait: object) -> tuple[int | None, float]:
+    """``Worker(batch_size=, batch_wait=)``: (size or None, wait in seconds)."""
+    if size is None:
+        if wait is not None:
+            raise ValidationError("batch_wait is for batch handlers: give batch_size too")
+        return None, 0.0
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_BATCH_SIZE:
+        raise ValidationError(
+            f"batch_size must be an integer from 1 to {MAX_BATCH_SIZE}, not {size!r}"
+        )
+    return size, DEFAULT_BATCH_WAIT if wait is None else ops.seconds(wait, "batch_wait")
+
+
+class Collector(Generic[T]):
+    """The batch a worker is filling: its jobs (runs) and when the first was claimed.
+
+    No I/O and no clock of its own (``now`` is passed in): the claim loop of each worker
+    adds what it claims, asks whether the batch is due, and caps its blocking wait so that
+    it wakes when ``wait`` has passed since the batch's first job.
+    """
+
+    def __init__(self, size: int, wait: float) -> None:
+        self.size, self.wait = size, wait
+        self.runs: list[T] = []
+        self._since = 0.0
+
+    def add(self, run: T, now: float) -> None:
+        if not self.runs:
+            self._since = now
+        self.runs.append(run)
+
+    def room(self) -> int:
+        return self.size - len(self.runs)
+
+    def take(self) -> list[T]:
+        runs, self.runs = self.runs, []
+        return runs
+
+    def take_due(self, now: float) -> list[T]:
+        """The batch, taken, if it is full or ``wait`` has passed since its first job; else
+        an empty list."""
+        if self.runs and (len(self.runs) >= self.size or now - self._since >= self.wait):
+            return self.take()
+        return []
+
+    def block(self, block: float, now: float) -> float:
+        """How long a claim may block on the wake lists: ``block``, but no longer than what
+        is left of the batch's wait (and at least 10 ms, since BLPOP 0 blocks forever)."""
+        if not self.runs or not block:
+            return block
+        return max(0.01, min(block, self._since + self.wait - now))
+
+
+def batch_limit(claims: Sequence[ops.Claim], policy: Policy) -> float | None:
+    """The time limit of a batch call: the smallest limit of its jobs (each job's own
+    ``timeout``, else the worker's), None if none of them has one."""
+    limits = [t for t in (policy.job_timeout(c) for c in claims) if t is not None]
+    return min(limits, default=None)
+
+
+def reply_problem(reply: object, jobs: int) -> Exception | None:
+    """What is wrong with a batch handler's reply, as the error its jobs fail with; None
+    when it is a list (or tuple) of one result per job."""
+    if not isinstance(reply, list | tuple):
+        return TypeError(
+            f"batch handler returned {type(reply).__name__}, not a list of {jobs} results "
+            "(one per job, in order)"
+        )
+    if len(reply) != jobs:
+        return ValueError(
+            f"batch handler returned {len(reply)} results for {jobs} jobs "
+            "(it must return one per job, in order)"
+        )
+    return None
+
+
+def batch_outcomes(
+    reply: object, claims: Sequence[ops.Claim], policy: Policy, cancel_requested: Sequence[bool]
+) -> list[Settlement]:
+    """One settlement per job from a batch handler's reply: an ``Exception`` item fails its
+    job alone, any other item is its result; a reply that is not one result per job fails
+    them all."""
+    problem = reply_problem(reply, len(claims))
+    if problem is not None:
+        log.error("jobs %s: %s", ", ".join(c.id for c in claims), problem)
+        return batch_failed(problem, claims, policy, cancel_requested)
+    assert isinstance(reply, list | tuple)
+    return [
+        _item_outcome(item, claim, policy, cancel)
+        for item, claim, cancel in zip(reply, claims, cancel_requested, strict=True)
+    ]
+
+
+def batch_failed(
+    exc: Exception, claims: Sequence[ops.Claim], policy: Policy, cancel_requested: Sequence[bool]
+) -> list[Settlement]:
+    """A batch handler raised (or replied wrongly): every job of the batch fails alike."""
+    return [
+        _item_outcome(exc, claim, policy, cancel)
+        for claim, cancel in zip(claims, cancel_requested, strict=True)
+    ]
+
+
+def _item_outcome(item: object, claim: ops.Claim, policy: Policy, cancel: bool) -> Settlement:
+    """As for a single job: a failure of a job whose cancellation was requested while it
+    ran ends it as cancelled."""
+    if isinstance(item, Exception):
+        return cancelled() if cancel else failed(item, claim, policy)
+    return completed(item, policy)
+
+
 def takes_job(handler: Handler) -> bool:
     """Handlers are ``fn(payload, job)``; ``fn(payload)`` is accepted too."""
     try:
@@ -209,6 +356,13 @@ class WorkerBase:
 
     #: Jobs run at once unless ``concurrency`` is given (threads cost more than tasks).
     default_concurrency = 4
+    #: Batches run at once (with ``batch_size``) unless ``concurrency`` is given.
+    default_batch_concurrency = 1
+
+    # Kept by each flavour: the jobs it holds (running, or waiting in the batch being
+    # filled) by (queue, job id, lease token), and how many batches are running.
+    _running: dict[tuple[str, str, str], Any]
+    _batches: int = 0
 
     def __init__(
         self,
@@ -227,6 +381,8 @@ class WorkerBase:
         clock: Clock | None = None,
         metrics_port: int | None = None,
         metrics_host: str = "127.0.0.1",
+        batch_size: int | None = None,
+        batch_wait: float | None = None,
     ) -> None:
         if isinstance(queues, str) or hasattr(queues, "keys"):
             queues = [queues]
@@ -235,8 +391,10 @@ class WorkerBase:
             raise ValidationError("a worker needs at least one queue")
         if not callable(handler):
             raise ValidationError(f"handler must be callable, not {handler!r}")
+        self.batch_size, self.batch_wait = check_batch(batch_size, batch_wait)
         if concurrency is None:
-            concurrency = self.default_concurrency
+            batched = self.batch_size is not None
+            concurrency = self.default_batch_concurrency if batched else self.default_concurrency
         self.keys = [QueueKeys(check_queue_name(n)) for n in names]
         self.handler = handler
         self.concurrency = ops.check_int(concurrency, "concurrency")
@@ -261,9 +419,9 @@ class WorkerBase:
         self._metrics_server: exporter.MetricsServer | None = None
         self.metrics = exporter.WorkerMetrics(lambda: [k[0] for k in list(self._running)],
                                               self.concurrency)  # fmt: skip
-
-    #: The jobs in flight, by (queue, job id, lease token): each flavour fills it.
-    _running: dict[tuple[str, str, str], Any]
+        self._collector: Collector[Any] | None = None
+        if self.batch_size is not None:
+            self._collector = Collector(self.batch_size, self.batch_wait)
 
     def _window_pause(self, burst: bool, busy: bool) -> float | None:
         """What the claim loop does about the worker's windows (``notifyq.windows``): 0,
@@ -310,6 +468,24 @@ class WorkerBase:
         with ``metrics_port=0``); None when it serves none (not running, no port)."""
         return None if self._metrics_server is None else self._metrics_server.address
 
+    def _free(self) -> int:
+        """How many jobs the claim loop may claim now.
+
+        One job per free slot; with ``batch_size``, the batch being filled is first handed
+        to its handler if it is due (full, or ``batch_wait`` passed since its first job),
+        then the room left in the batch being filled, if fewer than ``concurrency`` batches
+        run (a batch is filled only when it can start at once).
+        """
+        if self._collector is None:
+            return self.concurrency - len(self._running)
+        if due := self._collector.take_due(time.monotonic()):
+            self._dispatch(due)
+        return self._collector.room() if self._batches < self.concurrency else 0
+
+    def _dispatch(self, runs: list[Any]) -> None:
+        """Start a batch's handler (each flavour: a thread or a task)."""
+        raise NotImplementedError
+
     # The Redis side of the worker loops, as flows: each driver runs them with its own I/O.
 
     def _claim_flow(self, free: int, block: float = 0) -> ops.Flow[list[ops.Claim]]:
@@ -321,6 +497,8 @@ class WorkerBase:
         job after one round trip, not two. Queues at their rate limit are skipped until
         their window has room (``_rate_pause`` says how long to wait for that).
         """
+        if self._collector is not None:  # wake when the batch being filled is due
+            block = self._collector.block(block, time.monotonic())
         claims: list[ops.Claim] = []
         ready = self._holds.free(self.keys)  # not those at their rate limit
         for i, keys in enumerate(ready):

@@ -31,14 +31,18 @@ from .client import Queue
 from .connection import Backend, shared_backend
 from .errors import CorruptRecord, NotifyQError, RedisUnavailable
 from .execution import (
-    SETTLE_BATCH,
     ActiveJobBase,
     Handler,
     Policy,
     WorkerBase,
+    batch_failed,
+    batch_limit,
+    batch_outcomes,
     completed,
     decode_payload,
     failed,
+    raise_outage,
+    settle_cut,
     timed_out,
     unreadable,
 )
@@ -84,15 +88,13 @@ class _Slot:
 
     def __init__(self, claim: ops.Claim, outcome: Settlement) -> None:
         self.claim, self.outcome = claim, outcome
-        self.done, self.state = False, ""
-        self.error: Exception | None = None
+        self.done = False
+        self.state: str | Exception = ""  # an Exception: this job's queue refused its call
+        self.error: Exception | None = None  # the whole settle call failed
 
     def set(self, state: str | Exception, error: Exception | None) -> None:
         self.done = True
-        if isinstance(state, Exception):  # this job's queue refused its settle call
-            self.state, self.error = "", state
-        else:
-            self.state, self.error = state, error
+        self.state, self.error = state, error
 
 
 class _Settler:
@@ -103,23 +105,30 @@ class _Settler:
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
         self._changed = threading.Condition()
-        self._pending: list[_Slot] = []
+        self._pending: list[list[_Slot]] = []  # groups that go in one call each
         self._busy = False
 
-    def settle(self, claim: ops.Claim, outcome: Settlement) -> str:
-        slot = _Slot(claim, outcome)
+    def settle_many(self, outcomes: list[tuple[ops.Claim, Settlement]]) -> list[str | Exception]:
+        """Settle ``outcomes`` together (one call, or the same call as other waiting ones);
+        per job its new state, or the error its queue's script answered. An error of the
+        whole call (``RedisUnavailable``...) is raised."""
+        if not outcomes:
+            return []
+        group = [_Slot(claim, outcome) for claim, outcome in outcomes]
         with self._changed:
-            self._pending.append(slot)
+            self._pending.append(group)
         while True:
             with self._changed:
-                while self._busy and not slot.done:
+                while self._busy and not group[0].done:
                     self._changed.wait()
-                if slot.done:
-                    if slot.error is not None:
-                        raise slot.error
-                    return slot.state
+                if group[0].done:  # a group is sent whole: its slots are done together
+                    if group[0].error is not None:
+                        raise group[0].error
+                    return [slot.state for slot in group]
                 self._busy = True
-                batch, self._pending = self._pending[:SETTLE_BATCH], self._pending[SETTLE_BATCH:]
+                n = settle_cut([len(g) for g in self._pending])
+                batch = [slot for g in self._pending[:n] for slot in g]
+                del self._pending[:n]
             self._send(batch)
 
     def _send(self, batch: list[_Slot]) -> None:
@@ -167,7 +176,8 @@ class Worker(WorkerBase):
         self._settler = _Settler(self._backend)
         self._running: dict[tuple[str, str, str], _Run] = {}  # (queue, job id, lease token)
         self._changed = threading.Condition()
-        self._work: stdlib_queue.SimpleQueue[_Run | None] = stdlib_queue.SimpleQueue()
+        # a job, a batch of jobs (with ``batch_size``), or None: the thread ends
+        self._work: stdlib_queue.SimpleQueue[_Run | list[_Run] | None] = stdlib_queue.SimpleQueue()
         self._stop = threading.Event()
 
     # ------------------------------------------------------------ lifecycle
@@ -247,7 +257,7 @@ class Worker(WorkerBase):
                     block = 0.0
                     self._stop.wait(pause)
                     continue
-                free = self.concurrency - len(self._running)
+                free = self._free()
                 if free <= 0:
                     with self._changed:
                         if len(self._running) >= self.concurrency and not self._stop.is_set():
@@ -292,13 +302,20 @@ class Worker(WorkerBase):
         run = _Run(claim, job, self.policy)
         with self._changed:
             self._running[(claim.queue, claim.id, claim.token)] = run
-        self._work.put(run)
+        if self._collector is not None:
+            run.deadline = None  # a batch's time limit starts when its handler is called
+            self._collector.add(run, time.monotonic())
+        else:
+            self._work.put(run)
 
     # ------------------------------------------------------------ running
 
     def _thread_main(self) -> None:
         loop: asyncio.AbstractEventLoop | None = None
         while (run := self._work.get()) is not None:
+            if isinstance(run, list):
+                loop = self._run_batch(run, loop)
+                continue
             assert run.job is not None
             try:
                 args = self._args(run.job)
@@ -334,24 +351,106 @@ class Worker(WorkerBase):
                 self._changed.notify_all()
 
     def _settle(self, run: _Run, outcome: Settlement) -> None:
-        """Store the outcome; on an outage retry while the lease may still hold."""
+        self._settle_many([(run, outcome)])
+
+    def _settle_many(self, outcomes: list[tuple[_Run, Settlement]]) -> None:
+        """Store the outcomes, in one settle call; on an outage retry while a lease may
+        still hold."""
+        if not outcomes:
+            return
         delay = 0.05
         while True:
             try:
-                state = self._settler.settle(run.claim, outcome)
+                states = self._settler.settle_many([(r.claim, o) for r, o in outcomes])
+                raise_outage(states)  # a full server refused the queue's call: retry it
                 break
             except RedisUnavailable as exc:
-                if time.monotonic() > run.lease_until:
-                    log.error("job %s: could not store its outcome: %s", run.claim.id, exc,
-                              extra=self._about(run.claim))  # fmt: skip
+                if time.monotonic() > max(r.lease_until for r, _ in outcomes):
+                    for run, _ in outcomes:
+                        log.error("job %s: could not store its outcome: %s", run.claim.id, exc,
+                                  extra=self._about(run.claim))  # fmt: skip
                     return
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
             except CorruptRecord as exc:  # its queue's keys: fixing them takes a person
-                log.error("job %s: could not store its outcome: %s", run.claim.id, exc,
-                          extra=self._about(run.claim))  # fmt: skip
+                for run, _ in outcomes:
+                    log.error("job %s: could not store its outcome: %s", run.claim.id, exc,
+                              extra=self._about(run.claim))  # fmt: skip
                 return
-        self._settled(run.claim, outcome, state)
+        refused: Exception | None = None
+        for (run, outcome), state in zip(outcomes, states, strict=True):
+            if isinstance(state, CorruptRecord):  # its queue's keys: fixing them takes a person
+                log.error("job %s: could not store its outcome: %s", run.claim.id, state,
+                          extra=self._about(run.claim))  # fmt: skip
+            elif isinstance(state, Exception):
+                refused = state
+            else:
+                self._settled(run.claim, outcome, state)
+        if refused is not None:
+            raise refused
+
+    # ------------------------------------------------------------ batches
+
+    def _dispatch(self, runs: list[_Run]) -> None:
+        with self._changed:
+            self._batches += 1
+        self._work.put(runs)  # a thread is free: at most ``concurrency`` batches run
+
+    def _run_batch(
+        self, runs: list[_Run], loop: asyncio.AbstractEventLoop | None
+    ) -> asyncio.AbstractEventLoop | None:
+        """Call the handler with the batch's jobs and settle each job, all in one call; the
+        event loop of this thread (made for an ``async def`` handler) is handed back."""
+        claims = [r.claim for r in runs]
+        limit = batch_limit(claims, self.policy)
+        started = time.monotonic()
+        for r in runs:  # the heartbeat fails every job of the batch once the limit passes
+            r.limit, r.deadline = limit, None if limit is None else started + limit
+        try:
+            try:
+                jobs = [r.job for r in runs]
+                if self._is_async:
+                    loop = loop or asyncio.new_event_loop()
+                    reply = loop.run_until_complete(self.handler(jobs))
+                else:
+                    reply = self.handler(jobs)
+                cancels = [r.cancel_requested for r in runs]
+                outcomes = batch_outcomes(reply, claims, self.policy, cancels)
+            except Exception as exc:
+                cancels = [r.cancel_requested for r in runs]
+                outcomes = batch_failed(exc, claims, self.policy, cancels)
+            self._settle_many([(r, o) for r, o in zip(runs, outcomes, strict=True)
+                               if r.take_settlement()])  # fmt: skip
+        except Exception:
+            log.exception("jobs %s: could not settle; their leases will lapse",
+                          ", ".join(c.id for c in claims))  # fmt: skip
+        finally:
+            self._finish_batch(runs)
+        return loop
+
+    def _finish_batch(self, runs: list[_Run]) -> None:
+        with self._changed:
+            self._batches -= 1
+            for r in runs:
+                self._running.pop((r.claim.queue, r.claim.id, r.claim.token), None)
+            self.processed += len(runs)
+            self._changed.notify_all()
+
+    def _release_filling(self) -> None:
+        """At shutdown: the jobs of the batch being filled go back to their queues at once
+        (their handler was never called), in one call."""
+        if self._collector is None or not self._collector.runs:
+            return
+        runs = [r for r in self._collector.take() if r.take_settlement()]
+        try:
+            self._settle_many([(r, Settlement("release", "")) for r in runs])
+            log.info("jobs %s released back to their queue", ", ".join(r.claim.id for r in runs))
+        except NotifyQError as exc:
+            log.error("release failed (%s); the leases will lapse", exc)
+        with self._changed:
+            for r in runs:
+                self._running.pop((r.claim.queue, r.claim.id, r.claim.token), None)
+            self._changed.notify_all()
 
     # ------------------------------------------------------------ heartbeat
 
@@ -373,12 +472,14 @@ class Worker(WorkerBase):
         now = time.monotonic()
         with self._changed:
             runs = list(self._running.values())
+        expired = []  # settled in one call: a batch's jobs time out together
         for run in runs:
             if run.deadline is not None and now > run.deadline and run.take_settlement():
                 assert run.limit is not None
                 if run.job:
                     run.job._cancel.set()
-                self._settle(run, timed_out(run.claim, run.limit, self.policy))
+                expired.append((run, timed_out(run.claim, run.limit, self.policy)))
+        self._settle_many(expired)
         flow = self._beat_flow([r.claim for r in runs], not self._stop.is_set())
         for r, verdict in zip(runs, self._backend.run(flow), strict=True):
             if verdict in ("ok", "cancel"):
@@ -389,6 +490,7 @@ class Worker(WorkerBase):
 
     def _shutdown(self) -> None:
         """Let running jobs finish within the grace period, then release the rest."""
+        self._release_filling()
         deadline = time.monotonic() + self.grace
         with self._changed:
             while self._running and time.monotonic() < deadline:

@@ -175,3 +175,40 @@ def test_metrics_example_scrapes_a_worker_and_the_gateway() -> None:
     ]:
         assert expected in lines, proc.stdout
     assert lines[-1] == "metrics: done"
+
+
+def test_remote_orders_sends_batches_and_retries_the_failed_call() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFYQ_URL"}  # its own server
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "remote_orders.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    calls = re.findall(r"^worker: call (\d+): orders (.+) -> (failed|accepted)", out, re.M)
+    assert calls, out
+    batches = {int(n): re.findall(r"(\d+)( \(attempt 2\))?", orders) for n, orders, _ in calls}
+    assert all(1 <= len(b) <= 5 for b in batches.values()), out
+
+    # the first call failed; each of its orders went again, as attempt 2, in a later call
+    assert calls[0][0] == "1" and calls[0][2] == "failed"
+    accepted = {}  # order -> the call that took it
+    for n, _, fate in calls[1:]:
+        assert fate == "accepted"
+        for order, retry in batches[int(n)]:
+            assert order not in accepted, out
+            accepted[order] = int(n)
+            assert bool(retry) == (order in {o for o, _ in batches[1]})
+    assert sorted(accepted, key=int) == [str(i) for i in range(1, 13)]
+
+    # each order's own result, read with job.wait(), names the call that took it
+    results = re.findall(r"^shop: order (\d+): confirmation R-(\d+?)(\d{3}) \(attempt (\d)\)$",
+                         out, re.M)  # fmt: skip
+    assert len(results) == 12, out
+    for order, call, padded, attempt in results:
+        assert int(padded) == int(order) and accepted[order] == int(call)
+        assert attempt == ("2" if order in {o for o, _ in batches[1]} else "1")
+    assert out.splitlines()[-1] == f"12 orders in {len(calls)} calls"

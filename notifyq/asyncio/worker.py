@@ -24,14 +24,18 @@ from .. import ops
 from ..connection import resolve_url
 from ..errors import CorruptRecord, NotifyQError, RedisUnavailable
 from ..execution import (
-    SETTLE_BATCH,
     ActiveJobBase,
     Handler,
     WorkerBase,
+    batch_failed,
+    batch_limit,
+    batch_outcomes,
     cancelled,
     completed,
     decode_payload,
     failed,
+    raise_outage,
+    settle_cut,
     timed_out,
     unreadable,
 )
@@ -69,18 +73,45 @@ class _Run:
             self.task.cancel()
 
 
+class _BatchRun(_Run):
+    """A job of a batch. The batch is one task for all its jobs, so a cancel request or a
+    lost lease only sets this job's ``cancelled`` flag (the batch goes on for the others);
+    a release at shutdown stops the batch's task."""
+
+    __slots__ = ("cancel_requested",)
+
+    def __init__(self, claim: ops.Claim, job: ActiveJob, lease: float) -> None:
+        super().__init__(claim, job, lease, None)
+        self.cancel_requested = False
+
+    def stop(self, reason: str) -> None:
+        if reason == "release":
+            super().stop(reason)
+        elif self.job and not self.job.cancelled:
+            self.cancel_requested = reason == "cancel"
+            self.job._cancel.set()
+
+
 class _Settler:
     """Group commit: outcomes that come while a settle call is in flight go together in the
     next one. A busy worker settles many jobs per round trip; an idle one waits for none."""
 
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
-        self._pending: list[tuple[ops.Claim, Settlement, asyncio.Future[str]]] = []
+        # groups that go in one call each, with the future of each group's states
+        self._pending: list[
+            tuple[list[tuple[ops.Claim, Settlement]], asyncio.Future[list[str | Exception]]]
+        ] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def settle(self, claim: ops.Claim, outcome: Settlement) -> str:
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._pending.append((claim, outcome, future))
+    async def settle_many(
+        self, outcomes: list[tuple[ops.Claim, Settlement]]
+    ) -> list[str | Exception]:
+        """Settle ``outcomes`` together (one call, or the same call as other waiting ones);
+        per job its new state, or the error its queue's script answered. An error of the
+        whole call (``RedisUnavailable``...) is raised."""
+        future: asyncio.Future[list[str | Exception]] = asyncio.get_running_loop().create_future()
+        self._pending.append((outcomes, future))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush(), name="notifyq-settle")
         return await future
@@ -88,21 +119,22 @@ class _Settler:
     async def _flush(self) -> None:
         try:
             while self._pending:
-                batch, self._pending = self._pending[:SETTLE_BATCH], self._pending[SETTLE_BATCH:]
+                n = settle_cut([len(group) for group, _ in self._pending])
+                groups, self._pending = self._pending[:n], self._pending[n:]
                 try:
-                    states = await self._backend.run(ops.settle([(c, o) for c, o, _ in batch]))
+                    states = await self._backend.run(
+                        ops.settle([pair for group, _ in groups for pair in group])
+                    )
                 except Exception as exc:  # each waiter decides (RedisUnavailable: retry)
-                    for _, _, future in batch:
+                    for _, future in groups:
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                for (_, _, future), state in zip(batch, states, strict=True):
-                    if future.done():
-                        continue
-                    if isinstance(state, Exception):  # its queue refused the settle call
-                        future.set_exception(state)
-                    else:
-                        future.set_result(state)
+                at = 0
+                for group, future in groups:
+                    if not future.done():
+                        future.set_result(states[at : at + len(group)])
+                    at += len(group)
         finally:
             self._flusher = None
 
@@ -196,7 +228,7 @@ class Worker(WorkerBase):
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), pause)
                     continue
-                free = self.concurrency - len(self._running)
+                free = self._free()
                 if free <= 0:
                     self._freed.clear()
                     await self._freed.wait()
@@ -236,6 +268,11 @@ class Worker(WorkerBase):
             job: ActiveJob | None = ActiveJob(claim, decode_payload(claim), self._backend)
         except NotifyQError as exc:
             job, bad = None, exc
+        if job is not None and self._collector is not None:
+            batched = _BatchRun(claim, job, self.policy.lease)
+            self._running[(claim.queue, claim.id, claim.token)] = batched
+            self._collector.add(batched, time.monotonic())
+            return
         run = _Run(claim, job, self.policy.lease, self.policy.job_timeout(claim))
         self._running[(claim.queue, claim.id, claim.token)] = run
         coro = self._execute(run) if job else self._finish(run, unreadable(bad, claim, self.policy))
@@ -288,23 +325,113 @@ class Worker(WorkerBase):
             self._freed.set()
 
     async def _settle(self, run: _Run, outcome: Settlement) -> None:
+        await self._settle_many([(run, outcome)])
+
+    async def _settle_many(self, outcomes: list[tuple[_Run, Settlement]]) -> None:
+        """Store the outcomes, in one settle call; on an outage retry while a lease may
+        still hold."""
+        if not outcomes:
+            return
         delay = 0.05
         while True:
             try:
-                state = await self._settler.settle(run.claim, outcome)
+                states = await self._settler.settle_many([(r.claim, o) for r, o in outcomes])
+                raise_outage(states)  # a full server refused the queue's call: retry it
                 break
             except RedisUnavailable as exc:
-                if time.monotonic() > run.lease_until:
-                    log.error("job %s: could not store its outcome: %s", run.claim.id, exc,
-                              extra=self._about(run.claim))  # fmt: skip
+                if time.monotonic() > max(r.lease_until for r, _ in outcomes):
+                    for run, _ in outcomes:
+                        log.error("job %s: could not store its outcome: %s", run.claim.id, exc,
+                                  extra=self._about(run.claim))  # fmt: skip
                     return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
             except CorruptRecord as exc:  # its queue's keys: fixing them takes a person
-                log.error("job %s: could not store its outcome: %s", run.claim.id, exc,
-                          extra=self._about(run.claim))  # fmt: skip
+                for run, _ in outcomes:
+                    log.error("job %s: could not store its outcome: %s", run.claim.id, exc,
+                              extra=self._about(run.claim))  # fmt: skip
                 return
-        self._settled(run.claim, outcome, state)
+        refused: Exception | None = None
+        for (run, outcome), state in zip(outcomes, states, strict=True):
+            if isinstance(state, CorruptRecord):  # its queue's keys: fixing them takes a person
+                log.error("job %s: could not store its outcome: %s", run.claim.id, state,
+                          extra=self._about(run.claim))  # fmt: skip
+            elif isinstance(state, Exception):
+                refused = state
+            else:
+                self._settled(run.claim, outcome, state)
+        if refused is not None:
+            raise refused
+
+    # ------------------------------------------------------------ batches
+
+    def _dispatch(self, runs: list[_BatchRun]) -> None:
+        self._batches += 1
+        name = f"notifyq-batch-{runs[0].claim.id}"
+        task = asyncio.create_task(self._execute_batch(runs), name=name)
+        for r in runs:
+            r.task = task
+
+    async def _execute_batch(self, runs: list[_BatchRun]) -> None:
+        """Call the handler with the batch's jobs, then settle each job, all in one call."""
+        claims = [r.claim for r in runs]
+        limit = batch_limit(claims, self.policy)
+        jobs = [r.job for r in runs]
+        try:
+            async with asyncio.timeout(limit) as scope:
+                if self._is_async:
+                    reply = await self.handler(jobs)
+                else:
+                    reply = await asyncio.to_thread(self.handler, jobs)
+            outcomes = batch_outcomes(reply, claims, self.policy, self._cancels(runs))
+        except asyncio.CancelledError:
+            if not any(r.stop_reason == "release" for r in runs):
+                raise  # cancelled from outside the worker: the loop is going away
+            outcomes = [Settlement("release", "")] * len(runs)
+        except TimeoutError as exc:
+            if scope.expired() and limit is not None:
+                for r in runs:  # a plain handler in a thread can see it and stop
+                    if r.job:
+                        r.job._cancel.set()
+                outcomes = [timed_out(c, limit, self.policy) for c in claims]
+            else:
+                outcomes = batch_failed(exc, claims, self.policy, self._cancels(runs))
+        except Exception as exc:
+            outcomes = batch_failed(exc, claims, self.policy, self._cancels(runs))
+        for r in runs:
+            r.settling = True  # from here on, stopping the task would lose the outcomes
+        try:
+            await self._settle_many(list(zip(runs, outcomes, strict=True)))
+        except Exception:
+            log.exception("jobs %s: could not settle; their leases will lapse",
+                          ", ".join(c.id for c in claims))  # fmt: skip
+        finally:
+            self._batches -= 1
+            self._forget(runs)
+
+    @staticmethod
+    def _cancels(runs: list[_BatchRun]) -> list[bool]:
+        return [r.cancel_requested for r in runs]
+
+    def _forget(self, runs: Sequence[_Run]) -> None:
+        for r in runs:
+            self._running.pop((r.claim.queue, r.claim.id, r.claim.token), None)
+        self.processed += len(runs)
+        self._freed.set()
+
+    async def _release_filling(self) -> None:
+        """At shutdown: the jobs of the batch being filled go back to their queues at once
+        (their handler was never called), in one call."""
+        if self._collector is None or not self._collector.runs:
+            return
+        runs = self._collector.take()
+        try:
+            await self._settle_many([(r, Settlement("release", "")) for r in runs])
+            log.info("jobs %s released back to their queue", ", ".join(r.claim.id for r in runs))
+        except NotifyQError as exc:
+            log.error("release failed (%s); the leases will lapse", exc)
+        for r in runs:
+            self._running.pop((r.claim.queue, r.claim.id, r.claim.token), None)
 
     # ------------------------------------------------------------ heartbeat
 
@@ -330,6 +457,7 @@ class Worker(WorkerBase):
 
     async def _shutdown(self) -> None:
         """Let running jobs finish within the grace period, then release the rest."""
+        await self._release_filling()
         tasks = [r.task for r in self._running.values() if r.task]
         if tasks:
             await asyncio.wait(tasks, timeout=self.grace)
