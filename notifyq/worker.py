@@ -377,17 +377,7 @@ class Worker(WorkerBase):
                     log.error("job %s: could not store its outcome: %s", run.claim.id, exc,
                               extra=self._about(run.claim))  # fmt: skip
                 return
-        refused: Exception | None = None
-        for (run, outcome), state in zip(outcomes, states, strict=True):
-            if isinstance(state, CorruptRecord):  # its queue's keys: fixing them takes a person
-                log.error("job %s: could not store its outcome: %s", run.claim.id, state,
-                          extra=self._about(run.claim))  # fmt: skip
-            elif isinstance(state, Exception):
-                refused = state
-            else:
-                self._settled(run.claim, outcome, state)
-        if refused is not None:
-            raise refused
+        self._note_states([(r.claim, o) for r, o in outcomes], states)
 
     # ------------------------------------------------------------ batches
 

@@ -224,3 +224,15 @@ def running_sentinels(
     finally:
         for node in every:
             node.stop()
+
+
+@contextlib.contextmanager
+def running_node(folder: pathlib.Path, *args: str) -> Iterator[Node]:
+    """One plain server on a free loopback port, started with ``args`` (``--maxmemory``
+    ...) and stopped at the end."""
+    node = Node(free_port(), folder, args=list(args))
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import pathlib
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -157,3 +160,27 @@ def subscribers(r: redis.Redis, queue: str, channel: str) -> int:
     if isinstance(r, redis.RedisCluster):
         return int(server.execute_command("PUBSUB", "SHARDNUMSUB", channel)[1])
     return int(server.pubsub_numsub(channel)[0][1])
+
+
+@contextmanager
+def spawner(script: pathlib.Path, *head: str) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start ``python script *head *args`` processes, each waited for until it prints
+    "ready"; any still running at the end are killed, by their PID, and reaped."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(*args: str) -> subprocess.Popen[str]:
+        cmd = [sys.executable, str(script), *head, *args]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        procs.append(p)
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        return p
+
+    try:
+        yield start
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait(timeout=10)
+            if p.stdout:
+                p.stdout.close()

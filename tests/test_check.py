@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tests.servers import Node, free_port
+from tests.servers import Node, running_node
 from tests.test_cli import Cli
 
 
@@ -21,15 +21,11 @@ def cli(redis_url: str, tmp_path: pathlib.Path) -> Cli:
 @pytest.fixture
 def evicting(tmp_path: pathlib.Path) -> Iterator[Node]:
     """A server that may evict keys when full, with AOF synced on every write."""
-    node = Node(free_port(), tmp_path / "evicting", args=[
+    with running_node(tmp_path / "evicting",
         "--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru",
         "--appendonly", "yes", "--appendfsync", "always",
-    ])  # fmt: skip
-    node.start()
-    try:
+    ) as node:  # fmt: skip
         yield node
-    finally:
-        node.stop()
 
 
 def findings(cli: Cli, url: str) -> dict[str, dict[str, str]]:

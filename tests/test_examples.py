@@ -11,16 +11,19 @@ import sys
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 
 
-def test_lab_report_runs_on_its_own_server() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "NOTIFYQ_URL"}  # its own server
+def run_example(name: str) -> subprocess.CompletedProcess[str]:
+    """``python examples/<name>`` on a throwaway server of its own; it must exit 0."""
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFYQ_URL"}
     proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / "lab_report.py")],
-        env=env,
-        capture_output=True,
-        text=True,
+        [sys.executable, str(EXAMPLES / name)], env=env, capture_output=True, text=True,
         timeout=60,
-    )
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_lab_report_runs_on_its_own_server() -> None:
+    proc = run_example("lab_report.py")
     out = proc.stdout
     lines = out.splitlines()
 
@@ -52,15 +55,7 @@ def test_lab_report_runs_on_its_own_server() -> None:
 
 
 def test_connectivity_windows_delivers_each_message_inside_its_window() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "NOTIFYQ_URL"}  # its own server
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / "connectivity_windows.py")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = run_example("connectivity_windows.py")
     lines = proc.stdout.splitlines()
 
     def at(line: str) -> int:
@@ -105,15 +100,7 @@ def test_connectivity_windows_delivers_each_message_inside_its_window() -> None:
 
 
 def test_bank_counters_serves_small_customers_within_the_first_turns() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "NOTIFYQ_URL"}  # its own server
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / "bank_counters.py")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = run_example("bank_counters.py")
     out = proc.stdout
     # one line for everybody: the small customers wait behind big-corp's 50 requests
     fifo = re.search(r"with no groups, ann done at turn (\d+), bob at turn (\d+) of 56", out)
@@ -128,15 +115,7 @@ def test_bank_counters_serves_small_customers_within_the_first_turns() -> None:
 
 
 def test_sms_sender_keeps_five_sends_a_second_across_three_workers() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "NOTIFYQ_URL"}  # its own server
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / "sms_sender.py")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = run_example("sms_sender.py")
     out = proc.stdout
     lines = out.splitlines()
     assert "shop: raised 30 SMS in " in out
@@ -153,15 +132,7 @@ def test_sms_sender_keeps_five_sends_a_second_across_three_workers() -> None:
 
 
 def test_metrics_example_scrapes_a_worker_and_the_gateway() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "NOTIFYQ_URL"}  # its own server
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / "metrics.py")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = run_example("metrics.py")
     lines = proc.stdout.splitlines()
     for expected in [
         'notifyq_worker_jobs_total{queue="sms",outcome="completed"} 5',
@@ -178,15 +149,7 @@ def test_metrics_example_scrapes_a_worker_and_the_gateway() -> None:
 
 
 def test_remote_orders_sends_batches_and_retries_the_failed_call() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "NOTIFYQ_URL"}  # its own server
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / "remote_orders.py")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = run_example("remote_orders.py")
     out = proc.stdout
     calls = re.findall(r"^worker: call (\d+): orders (.+) -> (failed|accepted)", out, re.M)
     assert calls, out

@@ -14,6 +14,7 @@ from notifyq.errors import ValidationError
 
 from ..clocks import SimClock
 from ..support import counting_logs
+from ..sync.test_windows import BAD_WINDOWS
 
 PARIS = ZoneInfo("Europe/Paris")
 NIGHT = datetime(2026, 6, 1, 3, 0, tzinfo=PARIS)  # the shop's window is closed
@@ -105,17 +106,6 @@ async def test_windows_default_to_utc_and_use_the_real_clock(aqueue: anq.Queue) 
     job = await aqueue.enqueue("any time")
     await anq.Worker(aqueue, echo, windows="00:00-24:00").run(burst=True)
     assert await job.result() == "any time"
-
-
-BAD_WINDOWS: list[tuple[str, dict[str, Any], str]] = [
-    ("hour-25", {"windows": ["25:00-26:00"]}, "25:00 is not a time of day"),
-    ("no-length", {"windows": "05:00-05:00"}, "starts and ends at 05:00"),
-    ("garbage", {"windows": ["shop hours"]}, "invalid window 'shop hours'"),
-    ("empty", {"windows": []}, "at least one range"),
-    ("zone", {"windows": "05:00-24:00", "timezone": "Europe/Atlantis"}, "unknown time zone"),
-    ("zone-only", {"timezone": "Europe/Paris"}, "timezone is used only with windows"),
-    ("clock", {"windows": "05:00-24:00", "clock": "now"}, "clock must be a callable"),
-]
 
 
 @pytest.mark.parametrize(

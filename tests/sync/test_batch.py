@@ -8,7 +8,6 @@ import os
 import pathlib
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,7 +19,7 @@ import notifyq
 from notifyq import Queue
 from notifyq.errors import JobCancelled, JobFailed, ValidationError
 
-from ..support import eventually, running
+from ..support import eventually, running, spawner
 
 PROC_WORKER = pathlib.Path(__file__).parent / "proc_batch_worker.py"
 FAST = {"backoff": (0.01, 0.05), "lease": 0.6}  # quick retries, housekeeping every 0.2 s
@@ -188,22 +187,8 @@ def test_graceful_stop_releases_a_batch_that_outlives_the_grace(queue: Queue) ->
 
 @pytest.fixture
 def spawn(queue: Queue, tmp_path: pathlib.Path) -> Iterator[Callable[[str], subprocess.Popen]]:
-    procs: list[subprocess.Popen] = []
-
-    def start(flavour: str) -> subprocess.Popen:
-        cmd = [sys.executable, str(PROC_WORKER), queue.url, queue.name, flavour, str(tmp_path)]
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        procs.append(p)
-        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-        return p
-
-    yield start
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-        p.wait(timeout=10)
-        if p.stdout:
-            p.stdout.close()
+    with spawner(PROC_WORKER, queue.url, queue.name) as start:
+        yield lambda flavour: start(flavour, str(tmp_path))
 
 
 @pytest.mark.parametrize("flavour", ["sync", "async"])

@@ -7,7 +7,6 @@ import os
 import pathlib
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 
@@ -18,7 +17,7 @@ import notifyq
 from notifyq import Queue
 from notifyq.errors import CorruptRecord
 
-from ..support import counting_logs, eventually, running, running_async
+from ..support import counting_logs, eventually, running, running_async, spawner
 
 PROC_WORKER = pathlib.Path(__file__).parent / "proc_worker.py"
 
@@ -102,22 +101,8 @@ def test_a_worker_of_two_queues_is_in_both_registries(queue: Queue, name: str) -
 
 @pytest.fixture
 def spawn(queue: Queue, tmp_path: pathlib.Path) -> Iterator[Callable[[str], subprocess.Popen]]:
-    procs: list[subprocess.Popen] = []
-
-    def start(mode: str) -> subprocess.Popen:
-        cmd = [sys.executable, str(PROC_WORKER), queue.url, queue.name, mode, str(tmp_path)]
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        procs.append(p)
-        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-        return p
-
-    yield start
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-        p.wait(timeout=10)
-        if p.stdout:
-            p.stdout.close()
+    with spawner(PROC_WORKER, queue.url, queue.name) as start:
+        yield lambda mode: start(mode, str(tmp_path))
 
 
 @pytest.mark.parametrize("mode", ["block", "async-block"])

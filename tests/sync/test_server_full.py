@@ -12,7 +12,7 @@ import pytest
 
 import notifyq
 import notifyq.asyncio as anq
-from tests.servers import Node, free_port
+from tests.servers import Node, running_node
 from tests.support import counting_logs, eventually
 
 pytestmark = pytest.mark.standalone(reason="it starts a small server of its own")
@@ -22,14 +22,9 @@ PAYLOAD = {"note": "x" * 2000}
 
 @pytest.fixture
 def small(tmp_path: pathlib.Path) -> Iterator[Node]:
-    node = Node(free_port(), tmp_path / "small", args=[
-        "--maxmemory", "4mb", "--maxmemory-policy", "noeviction",
-    ])  # fmt: skip
-    node.start()
-    try:
+    with running_node(tmp_path / "small", "--maxmemory", "4mb", "--maxmemory-policy",
+                      "noeviction") as node:  # fmt: skip
         yield node
-    finally:
-        node.stop()
 
 
 def fill(queue: notifyq.Queue) -> list[str]:

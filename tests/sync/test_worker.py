@@ -7,7 +7,6 @@ import os
 import pathlib
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +18,7 @@ import notifyq
 from notifyq import Queue, ops
 from notifyq.errors import JobCancelled, JobFailed, RedisUnavailable
 
-from ..support import Subscriber, eventually, running
+from ..support import Subscriber, eventually, running, spawner
 
 PROC_WORKER = pathlib.Path(__file__).parent / "proc_worker.py"
 
@@ -208,22 +207,8 @@ def marks(tmp_path: pathlib.Path) -> pathlib.Path:
 
 @pytest.fixture
 def spawn(queue: Queue, marks: pathlib.Path) -> Iterator[Callable[[str], subprocess.Popen]]:
-    procs: list[subprocess.Popen] = []
-
-    def start(mode: str) -> subprocess.Popen:
-        cmd = [sys.executable, str(PROC_WORKER), queue.url, queue.name, mode, str(marks)]
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        procs.append(p)
-        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-        return p
-
-    yield start
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-        p.wait(timeout=10)
-        if p.stdout:
-            p.stdout.close()
+    with spawner(PROC_WORKER, queue.url, queue.name) as start:
+        yield lambda mode: start(mode, str(marks))
 
 
 def started(marks: pathlib.Path, job: notifyq.Job) -> Callable[[], bool]:
