@@ -1,6 +1,7 @@
 """The Lua scripts that make every state transition, loaded once at import.
 
-Each script is ``_prelude.lua`` (shared helpers) followed by its own file. Scripts are
+Each script is ``_prelude.lua`` (shared helpers, less the functions the script does not
+use) followed by its own file. Scripts are
 called with EVALSHA; the SHA1 is computed here, so no round trip is needed to learn it,
 and a server that does not know a script (restarted, flushed) gets it by EVAL.
 
@@ -35,6 +36,7 @@ _CLASSIC = "local PUBLISH = 'PUBLISH'"
 _CALL = re.compile(r"(?:redis\.p?call\(|pcall\(redis\.call,)\s*'(\w+)'(?:\s*,\s*'([A-Z]+)')?")
 #: Commands whose first argument is a subcommand with ACL rules of its own.
 _CONTAINERS = {"xgroup", "xinfo", "client", "object", "config", "script"}
+_COMMENT = re.compile(r"(?:^|(?<=\s))--.*$", re.MULTILINE)
 _FUNCTION = re.compile(r"^local function (\w+)\(.*?^end$", re.MULTILINE | re.DOTALL)
 
 
@@ -47,28 +49,32 @@ def calls(code: str) -> set[str]:
     return found
 
 
-def _commands(prelude: str, body: str) -> frozenset[str]:
-    """The commands of ``body`` and of the prelude functions it calls, and they call."""
-    functions = {m.group(1): m.group(0) for m in _FUNCTION.finditer(prelude)}
+def _used(functions: dict[str, str], body: str) -> set[str]:
+    """The prelude functions ``body`` names, and those they name, and so on."""
     used: set[str] = set()
     todo = [body]
     while todo:
-        code = todo.pop()
+        code = _COMMENT.sub("", todo.pop())
         for name, function in functions.items():
             if name not in used and re.search(rf"\b{name}\(", code):
                 used.add(name)
                 todo.append(function)
-    return frozenset(calls(body).union(*(calls(functions[n]) for n in used)))
+    return used
 
 
 def _load(name: str) -> Script:
+    """The script ``name``: the prelude, less the functions the script never uses (each one
+    defined is work at every call: a closure made, its upvalues bound), then its body."""
     folder = resources.files(__name__)
     prelude = folder.joinpath("_prelude.lua").read_text(encoding="utf-8")
     body = folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
-    source = f"{prelude}\n{body}"
+    functions = {m.group(1): m.group(0) for m in _FUNCTION.finditer(prelude)}
+    used = _used(functions, body)
+    kept = _FUNCTION.sub(lambda m: m.group(0) if m.group(1) in used else "", prelude)
+    source = re.sub(r"\n{3,}", "\n\n", kept) + "\n" + body
     if source.count(_CLASSIC) != 1:
         raise RuntimeError(f"{name}.lua: the prelude must name the publish command once")
-    commands = _commands(prelude, body)
+    commands = frozenset(calls(body).union(*(calls(functions[n]) for n in used)))
     sharded = _script(
         name,
         source.replace(_CLASSIC, "local PUBLISH = 'SPUBLISH'"),
