@@ -40,6 +40,7 @@ local function settle(id, token, how, body, delay_ms)
     redis.call('ZREM', base .. 'active', id)
     redis.call('HSET', job, 'state', 'retrying', 'worker', '')
     redis.call('ZADD', base .. 'delayed', now + int(delay_ms), id)
+    count(base, 'retried')
     failed(base, queue, id, attempt, now, body, true)
     emit(base, queue, 'retrying', id, attempt, now, ',"delay_ms":' .. int(delay_ms))
     return 'retrying'

@@ -65,7 +65,7 @@ async def test_depths_counters_and_lag_of_a_queue_after_known_jobs(
     depths = {"pending": 2, "active": 0, "delayed": 1, "dead": 1}
     for state, n in depths.items():
         assert v(found, "notifyq_queue_jobs", queue=name, state=state) == n, state
-    totals = {"enqueued": 7, "completed": 3, "failed": 2, "dead": 1, "cancelled": 0}
+    totals = {"enqueued": 7, "completed": 3, "failed": 2, "retried": 1, "dead": 1, "cancelled": 0}
     for counter, n in totals.items():
         assert v(found, f"notifyq_queue_{counter}_total", queue=name) == n, counter
     assert v(found, "notifyq_queue_paused", queue=name) == 0
