@@ -449,7 +449,7 @@ class WorkerBase:
 
     def _serve_metrics(self) -> None:
         """Start serving ``GET /metrics`` if ``metrics_port`` was given (``run()`` calls it
-        first: an ``OSError`` if the port is taken)."""
+        first: ``ValidationError`` if it cannot listen there, e.g. the port is taken)."""
         if self._metrics_at is not None and self._metrics_server is None:
             self._metrics_server = exporter.MetricsServer(
                 *self._metrics_at, self.metrics.families, self._metrics_token

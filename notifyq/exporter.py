@@ -258,7 +258,10 @@ class MetricsServer:
         try:
             self._http = ThreadingHTTPServer((host, port), handler)
         except OSError as exc:
-            raise OSError(exc.errno, f"cannot serve metrics on {host}:{port}: {exc}") from exc
+            # a port in use or an address not of this host: the setting, not the code
+            raise ValidationError(
+                f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}"
+            ) from exc
         self._http.daemon_threads = True
         self._thread = threading.Thread(
             target=self._http.serve_forever, args=(0.5,), name="notifyq-metrics", daemon=True

@@ -655,3 +655,14 @@ def test_metrics_options_are_checked(cli: Cli) -> None:
     assert_error(cli("gateway", "--port", "0", "--metrics", env=short), 2, "16 characters")
     proc = cli("gateway", "--port", "0", "--metrics", "--metrics-queue", "a b", env=SECRET)
     assert_error(proc, 2, "invalid queue name")
+
+
+def test_a_metrics_port_in_use_is_one_line_and_exit_2(cli: Cli) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        proc = cli("worker", "cli_handlers:double", "--burst", "--metrics-port", port)
+    assert_error(proc, 2, f"cannot serve metrics on 127.0.0.1:{port}")
