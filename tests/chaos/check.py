@@ -64,6 +64,7 @@ def judge(facts: Facts) -> Verdict:
     judge.ends()
     judge.websocket_notes()
     judge.server_kill_cost()
+    judge.groups_left_clean()
     return judge.verdict
 
 
@@ -410,3 +411,14 @@ class _Judge:
         others = [f"{what} {n}" for what, n in sorted(a.items()) if what not in shown]
         if others:
             self.line("  also attributed to it: " + ", ".join(others))
+
+    # -- the fair groups' lists and rotation end as empty as the queue
+
+    def groups_left_clean(self) -> None:
+        left, grouped = self.f.group_keys, self.f.grouped
+        self.line(f"groups at the end: {len(left)} keys left, grouped count {grouped}")
+        if left or grouped:
+            self.fail(
+                "groups not left clean",
+                f"a drained queue still has {left} and a grouped count of {grouped}",
+            )

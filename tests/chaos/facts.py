@@ -86,6 +86,10 @@ class Facts:
     ws_ends: dict[str, list[Seen]] = field(default_factory=lambda: defaultdict(list))
     ws_notes: list[dict[str, Any]] = field(default_factory=list)  # gaps, errors, anomalies
     ws_stats: Counter[str] = field(default_factory=Counter)
+    # what still waits in the fair groups at the end: key -> its length (``groups``, the
+    # rotation; ``pending:g:<group>``, a group's list), and config's ``grouped`` count
+    group_keys: dict[str, int] = field(default_factory=dict)
+    grouped: int = 0
 
     def outages(self) -> list[dict[str, Any]]:
         return [f for f in self.faults if f["k"] == "server"]
@@ -193,6 +197,11 @@ def _server(facts: Facts, client: redis.Redis) -> None:
         found: list[Any] = client.mget([keys.idempotency(f"job-{a.n}") for a in some])
         for ack, mapped in zip(some, found, strict=True):
             facts.idem[ack.job] = mapped.decode() if mapped else None
+    for key in client.scan_iter(match=keys.base + "pending:g:*", count=CHUNK):
+        facts.group_keys[key.decode()[len(keys.base) :]] = int(client.llen(key))
+    if client.exists(keys.groups):
+        facts.group_keys["groups"] = int(client.llen(keys.groups))
+    facts.grouped = int(client.hget(keys.config, "grouped") or 0)
     _stream(facts, client, keys)
 
 

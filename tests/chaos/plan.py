@@ -65,6 +65,12 @@ class Plan:
         worker is usually running a few jobs)."""
         return 20 + (n * 7919) % 181
 
+    def group(self, n: int) -> str | None:
+        """Two jobs in three wait in a fair group (``tenant-0`` .. ``tenant-4``), so that the
+        groups' lists and their rotation go through the kills and restarts too; the third
+        waits in the plain normal list."""
+        return None if n % 3 == 2 else f"tenant-{n % 5}"
+
     def producer_of(self, n: int) -> int:
         return n % self.producers
 

@@ -33,6 +33,7 @@ def enqueue(queue: notifyq.Queue, plan: Plan, n: int, give_up: float) -> tuple[s
                 idempotency_key=f"job-{n}",
                 delay=plan.delay(n),
                 max_attempts=plan.max_attempts,
+                group=plan.group(n),
             )
             return job.id, tries
         except RedisUnavailable:

@@ -197,3 +197,12 @@ def test_a_completion_the_server_forgot_fails_with_always() -> None:
     assert "two end events" in got
     assert "end event the server forgot" in got
     assert "attempt number repeated" in got
+
+
+def test_a_group_list_or_count_left_after_the_drain_fails() -> None:
+    facts = clean()
+    facts.group_keys = {"pending:g:tenant-1": 1, "groups": 2}
+    assert "groups not left clean" in failures(facts)
+    facts = clean()
+    facts.grouped = 3  # the count drifted from the lists
+    assert "groups not left clean" in failures(facts)
