@@ -87,10 +87,11 @@ def r(redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def name(r: redis.Redis) -> Iterator[str]:
-    """A queue name no other test uses; its keys are deleted afterwards."""
+    """A queue name no other test uses; its keys are deleted afterwards, and those of the
+    queues a test names after it (``<name>-other``)."""
     queue = f"t-{uuid.uuid4().hex[:12]}"
     yield queue
-    keys = list(r.scan_iter(match=f"nq:{{{queue}}}:*", count=1000))
+    keys = list(r.scan_iter(match=f"nq:{{{queue}*", count=1000))
     if keys:
         r.delete(*keys)
 
