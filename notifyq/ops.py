@@ -384,9 +384,12 @@ def backlog(keys: QueueKeys) -> Flow[int]:
 
     Jobs waiting in groups count as the size of the rotation: not their number, but never
     0 while one waits (a group is in the rotation as long as its list is not empty)."""
-    *lengths, delayed, paused = yield Pipeline(
-        [Command("LLEN", k) for k in [*keys.pending_all(), keys.groups]]
-        + [Command("ZCARD", keys.delayed), Command("EXISTS", keys.paused)]
+    # A pipeline is not atomic: housekeeping may move a due job from ``delayed`` to a
+    # pending list between two of its commands. Reading ``delayed`` first, in the direction
+    # jobs move, sees such a job in one of the two; the other order could miss it in both.
+    delayed, paused, *lengths = yield Pipeline(
+        [Command("ZCARD", keys.delayed), Command("EXISTS", keys.paused)]
+        + [Command("LLEN", k) for k in [*keys.pending_all(), keys.groups]]
     )
     return 0 if paused else sum(lengths) + int(delayed)
 

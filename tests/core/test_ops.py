@@ -140,3 +140,21 @@ def test_new_job_ids_are_valid_and_distinct() -> None:
     ids = {ops.new_job_id() for _ in range(5000)}
     assert len(ids) == 5000
     assert all(len(i) == 16 and check_job_id(i) == i and "-" not in i for i in ids)
+
+
+def test_backlog_reads_the_delayed_set_before_the_pending_lists() -> None:
+    """Housekeeping may promote a due job between two commands of the pipeline: read in
+    the order jobs move (delayed, then pending), it is seen in one of the two, so a burst
+    worker does not stop with a job just promoted (it did, once, under load)."""
+    keys = QueueKeys("orders")
+    flow = ops.backlog(keys)
+    pipeline = next(flow)
+    assert isinstance(pipeline, ops.Pipeline)
+    names = [c.args[:2] for c in pipeline.calls if isinstance(c, ops.Command)]
+    assert names.index(("ZCARD", keys.delayed)) < min(
+        names.index(("LLEN", k)) for k in [*keys.pending_all(), keys.groups]
+    )
+    # the promoted job, seen in a pending list after the delayed set was read empty
+    with pytest.raises(StopIteration) as done:
+        flow.send([0, 0, 0, 1, 0, 0])
+    assert done.value.value == 1
