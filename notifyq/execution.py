@@ -587,6 +587,20 @@ class WorkerBase:
         """The ``extra=`` of a log call about a job this worker runs."""
         return job_extra(claim.queue, claim.id, claim.attempt, self.id)
 
+    def _settle_pause(self, exc: Exception, runs: Sequence[Any], pause: float) -> float | None:
+        """After a settle call of ``runs`` failed with ``exc``: the pause before trying again,
+        or None to give up, logged for each job: its queue's keys are corrupt (fixing them
+        takes a person), or Redis stayed unavailable (or full) past every lease, so the jobs
+        run again elsewhere."""
+        if isinstance(exc, RedisUnavailable) and time.monotonic() <= max(
+            r.lease_until for r in runs
+        ):
+            return pause
+        for run in runs:
+            log.error("job %s: could not store its outcome: %s", run.claim.id, exc,
+                      extra=self._about(run.claim))  # fmt: skip
+        return None
+
     def _note_states(
         self, settled: Sequence[tuple[ops.Claim, Settlement]], states: Sequence[str | Exception]
     ) -> None:

@@ -338,19 +338,12 @@ class Worker(WorkerBase):
                 states = await self._settler.settle_many([(r.claim, o) for r, o in outcomes])
                 raise_outage(states)  # a full server refused the queue's call: retry it
                 break
-            except RedisUnavailable as exc:
-                if time.monotonic() > max(r.lease_until for r, _ in outcomes):
-                    for run, _ in outcomes:
-                        log.error("job %s: could not store its outcome: %s", run.claim.id, exc,
-                                  extra=self._about(run.claim))  # fmt: skip
+            except (RedisUnavailable, CorruptRecord) as exc:
+                pause = self._settle_pause(exc, [r for r, _ in outcomes], delay)
+                if pause is None:
                     return
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-            except CorruptRecord as exc:  # its queue's keys: fixing them takes a person
-                for run, _ in outcomes:
-                    log.error("job %s: could not store its outcome: %s", run.claim.id, exc,
-                              extra=self._about(run.claim))  # fmt: skip
-                return
+                await asyncio.sleep(pause)
+                delay = min(pause * 2, 1.0)
         self._note_states([(r.claim, o) for r, o in outcomes], states)
 
     # ------------------------------------------------------------ batches
