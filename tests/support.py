@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -51,6 +51,14 @@ def eventually(check: Callable[[], bool], timeout: float = 10.0, interval: float
     while not check():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(interval)
+
+
+async def eventually_async(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """``eventually`` for an async condition held by the server (no event to await)."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
 
 
 @contextmanager

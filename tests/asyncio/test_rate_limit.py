@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from datetime import timedelta
 
 import pytest
@@ -18,20 +17,13 @@ from notifyq.asyncio import connection as aconnection
 from notifyq.errors import CorruptRecord, ValidationError
 
 from ..rates_check import assert_within_limit, claim_reply, start_times, started_at
+from ..support import eventually_async
 
 
 async def send(payload: dict, job: anq.ActiveJob) -> dict:
     if payload.get("flaky") and job.attempt == 1:
         raise RuntimeError("provider busy")  # its retry is a start too
     return payload
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    """Poll a condition held by the server (no event to await), with a deadline."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def completed(queue: anq.Queue) -> int:
@@ -109,17 +101,17 @@ async def test_changing_and_clearing_the_limit_takes_effect_while_a_worker_runs(
     worker = anq.Worker(aqueue, send, concurrency=4)
     task = asyncio.create_task(worker.run())
     try:
-        await eventually(lambda: _is(completed(aqueue), 1))
+        await eventually_async(lambda: _is(completed(aqueue), 1))
         assert await held(aqueue)
         assert await completed(aqueue) + (await aqueue.stats())["active"] == 1
 
         await aqueue.set_rate_limit(2, 60)  # room for one more start in this minute
-        await eventually(lambda: _is(completed(aqueue), 2))
+        await eventually_async(lambda: _is(completed(aqueue), 2))
         assert await held(aqueue)
         assert await completed(aqueue) + (await aqueue.stats())["active"] == 2
 
         await aqueue.clear_rate_limit()
-        await eventually(lambda: _is(completed(aqueue), 4))
+        await eventually_async(lambda: _is(completed(aqueue), 4))
     finally:
         worker.stop()
         await asyncio.wait_for(task, 30)
@@ -137,9 +129,9 @@ async def test_a_limited_queue_does_not_starve_the_other_queues_of_its_worker(
     worker = anq.Worker([aqueue, other], send, concurrency=2)
     task = asyncio.create_task(worker.run())
     try:
-        await eventually(lambda: _is(completed(aqueue), 1))
+        await eventually_async(lambda: _is(completed(aqueue), 1))
         jobs = await other.enqueue_many([{"n": i} for i in range(5)])
-        await eventually(lambda: _is(completed(other), 5))
+        await eventually_async(lambda: _is(completed(other), 5))
     finally:
         worker.stop()
         await asyncio.wait_for(task, 30)

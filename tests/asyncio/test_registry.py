@@ -6,12 +6,7 @@ import asyncio
 
 import notifyq.asyncio as anq
 
-
-async def eventually(check, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    """Poll an async condition (state written by the worker's heartbeat) until it holds."""
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.01)
+from ..support import eventually_async
 
 
 async def test_a_running_worker_lists_its_job_then_leaves(aqueue: anq.Queue) -> None:
@@ -31,7 +26,7 @@ async def test_a_running_worker_lists_its_job_then_leaves(aqueue: anq.Queue) -> 
         async def listed() -> bool:
             return any(j["id"] == job.id for w in await aqueue.workers() for j in w["jobs"])
 
-        await eventually(listed)
+        await eventually_async(listed)
         [me] = await aqueue.workers()
         assert (me["id"], me["alive"], me["queues"], me["running"]) == (
             worker.id,
